@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Copyright (c) monai_qmix contributors. Licensed under the Apache License, Version 2.0.
+#
+# Creates (once) the project's virtual environment in .venv and installs monai_qmix into it.
+# Sourced by scripts/main.sh and scripts/test.sh; safe to run again (it only installs what is missing).
+#
+# Order matters: torch must be installed BEFORE monai, otherwise monai's `torch>=2.8` requirement makes
+# pip pull a multi-GB CUDA build. If a working torch is already importable by the system python, the
+# venv is created with --system-site-packages and that torch is reused.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${QMIX_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+TORCH_VERSION="${QMIX_TORCH_VERSION:-2.13.0}"
+
+if ! command -v "$PY" >/dev/null 2>&1; then
+    echo "setup_env: '$PY' not found; install Python >= 3.10 (or set PYTHON=/path/to/python3)" >&2
+    exit 1
+fi
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' || {
+    echo "setup_env: Python >= 3.10 is required, found $("$PY" --version 2>&1)" >&2
+    exit 1
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    if "$PY" -c 'import torch' >/dev/null 2>&1; then
+        echo "setup_env: reusing the torch already importable by $PY (venv with system site-packages)"
+        "$PY" -m venv --system-site-packages "$VENV"
+    else
+        "$PY" -m venv "$VENV"
+    fi
+fi
+VPY="$VENV/bin/python"
+
+# pip, quietly; hides the harmless "Location 'file://...' is ignored" noise of some machines' pip configs.
+pip_install() {
+    "$VPY" -m pip install --quiet "$@" 2> >(grep -v "^WARNING: Location 'file://" >&2)
+}
+
+if ! "$VPY" -c 'import torch' >/dev/null 2>&1; then
+    echo "setup_env: installing torch==$TORCH_VERSION (before monai, so pip does not pull a CUDA build)"
+    pip_install "torch==$TORCH_VERSION"
+fi
+
+# Re-install the package only when setup.py changed since the last install.
+STAMP="$VENV/.monai_qmix_installed"
+if [ ! -f "$STAMP" ] || [ "$ROOT/setup.py" -nt "$STAMP" ] || ! "$VPY" -c 'import monai_qmix, monai, ignite' >/dev/null 2>&1; then
+    echo "setup_env: installing monai_qmix and its dependencies (pip install -e .[dev])"
+    pip_install -e "$ROOT[dev]"
+    touch "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
