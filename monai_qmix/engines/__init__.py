@@ -5,3 +5,7 @@
 # distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 
 from __future__ import annotations
+
+from .evaluator import EnsembleCombine, EnsembleInferer, EnsembleMode, QMixEvaluator, ensemble_probabilities
+
+__all__ = ["EnsembleCombine", "EnsembleInferer", "EnsembleMode", "QMixEvaluator", "ensemble_probabilities"]
