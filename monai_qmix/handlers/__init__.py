@@ -3,5 +3,31 @@
 # compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 # Unless required by applicable law or agreed to in writing, software distributed under the License is
 # distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+"""Ignite handlers of monai_qmix (MONAI handler idiom)."""
 
 from __future__ import annotations
+
+from .grading_metrics import (
+    GradingAccuracy,
+    MacroF1,
+    OneVsRestAUC,
+    PerClassRecall,
+    QuadraticWeightedKappa,
+    grading_metric_set,
+    grading_report,
+    quadratic_weighted_kappa,
+)
+from .separation import SampleSeparationHandler, SeparationEvents
+
+__all__ = [
+    "GradingAccuracy",
+    "MacroF1",
+    "OneVsRestAUC",
+    "PerClassRecall",
+    "QuadraticWeightedKappa",
+    "SampleSeparationHandler",
+    "SeparationEvents",
+    "grading_metric_set",
+    "grading_report",
+    "quadratic_weighted_kappa",
+]

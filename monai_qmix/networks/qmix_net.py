@@ -9,7 +9,8 @@ The framework figure of QMix (panel c) feeds the encoder feature to a classifier
 Correct and Mis-L samples only, to a *projector* whose L2-normalised embedding enters the contrastive enhancement
 loss. The projector is a 2-layer MLP (feature → hidden → 128, ReLU) as in the third-party reconstruction
 (method doc §6.3, unverified). Optional dropout before the classifier enables MC-dropout uncertainty, and the
-``features`` / ``head`` split lets a scorer run the backbone once and re-run only the cheap head T times.
+``forward_features`` / ``forward_head`` split lets a scorer run the backbone once and re-run only the cheap head
+T times.
 """
 
 from __future__ import annotations
@@ -207,6 +208,10 @@ class QMixNet(nn.Module):
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Classifier logits from backbone features (dropout applied in train mode or when forced on)."""
         return self.classifier(self.dropout(features))
+
+    #: timm-style name of :meth:`head`, the protocol :func:`monai_qmix.separation.score_samples` looks for to run
+    #: the backbone once and only the (dropout) head ``T`` times for MC-dropout uncertainty.
+    forward_head = head
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """L2-normalised projector embedding ``(B, projector_dim)``."""

@@ -102,6 +102,21 @@ class TestQMixNet(unittest.TestCase):
         backward.backward()
         self.assertIsNotNone(backbone[0].weight.grad)
 
+    def test_mc_dropout_scoring_reuses_backbone(self) -> None:
+        from monai_qmix.separation import score_samples
+        from monai_qmix.separation.scoring import feature_head_split
+
+        backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        net = QMixNet(num_classes=3, backbone=backbone, feature_dim=4, head_dropout=0.5)
+        self.assertIsNotNone(feature_head_split(net), "QMixNet must follow the scorer's feature/head protocol")
+        calls = []
+        backbone.register_forward_hook(lambda *_: calls.append(1))
+        batch = {"image": torch.rand(6, 3, 12, 12), "label": torch.tensor([0, 1, 2, 0, 1, 2]), "index": torch.arange(6)}
+        out = score_samples(net, [batch], uncertainty="mutual_information", mc_samples=5, progress=False)
+        self.assertEqual(len(calls), 1, "MC dropout must run the backbone once and only the head T times")
+        self.assertEqual(out["uncertainty"].shape, (6,))
+        self.assertTrue(net.training, "train mode must be restored")
+
     def test_bad_arguments(self) -> None:
         for kwargs, word in (
             ({"num_classes": 1}, "num_classes"),
