@@ -7,5 +7,17 @@
 from __future__ import annotations
 
 from .evaluator import EnsembleCombine, EnsembleInferer, EnsembleMode, QMixEvaluator, ensemble_probabilities
+from .rng_state import RNGState, find_randomizables
+from .trainer import QMixTrainer, TrainingMethod
 
-__all__ = ["EnsembleCombine", "EnsembleInferer", "EnsembleMode", "QMixEvaluator", "ensemble_probabilities"]
+__all__ = [
+    "EnsembleCombine",
+    "EnsembleInferer",
+    "EnsembleMode",
+    "QMixEvaluator",
+    "QMixTrainer",
+    "RNGState",
+    "TrainingMethod",
+    "ensemble_probabilities",
+    "find_randomizables",
+]

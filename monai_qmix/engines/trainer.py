@@ -1,0 +1,673 @@
+# Copyright (c) monai_qmix contributors.
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in
+# compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software distributed under the License is
+# distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+"""``QMixTrainer``: QMix co-training (co-divide + quality-aware SSL) as a MONAI ``SupervisedTrainer``.
+
+QMix (Hou et al., "QMix: Quality-aware Learning with Mixed Noise for Robust Retinal Disease Diagnosis", IEEE TMI
+2025, arXiv:2404.05169) trains two networks A and B. After ``warmup_epochs`` of cross-entropy on all samples,
+every epoch starts with a sample separation by A and by B (:class:`~monai_qmix.handlers.SampleSeparationHandler`,
+published on ``engine.state.separation``); then A is trained on **B's** partition and B on **A's** (co-divide).
+
+Per iteration (one loader over all training samples yielding 2 weak + 2 strong views and ``index``):
+
+1. weak views → A and B forward under ``no_grad`` (computed once, shared by both updates): Correct →
+   :func:`~monai_qmix.losses.co_refine` with the trained network's mean weak prediction, Mis-H →
+   :func:`~monai_qmix.losses.co_guess` with both networks, Mis-L → :func:`~monai_qmix.losses.pseudo_label`;
+2. strong views → each network forward with gradient: :class:`~monai_qmix.losses.SampleReweighingLoss`
+   (Ω(t) on Mis-L) + λ_c · :class:`~monai_qmix.losses.ContrastiveEnhancementLoss` on Correct ∪ Mis-L projections
+   (the projector is skipped when λ_c = 0) + λ_reg · :class:`~monai_qmix.losses.PriorRegularizationLoss`;
+   optional MixMatch interpolation (:func:`~monai_qmix.losses.mixup`);
+3. both networks are updated; MONAI ``IterationEvents`` fire once per iteration, phase by phase (forward of
+   both networks → ``FORWARD_COMPLETED`` → losses → ``LOSS_COMPLETED`` → backward → ``BACKWARD_COMPLETED`` → both
+   optimiser steps → ``MODEL_COMPLETED``).
+
+Baselines in the same harness: ``method="standard"`` (cross-entropy, one network, strong view 1) and
+``method="dividemix"`` (2-group loss-only GMM, MixMatch on, no Mis-L / contrastive terms, uniform prior).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from ignite.engine import Events
+from ignite.metrics import Metric
+from monai.engines import SupervisedTrainer
+from monai.engines.utils import IterationEvents, default_metric_cmp_fn
+from monai.transforms import Transform
+from monai.utils import CommonKeys as Keys
+from monai.utils import StrEnum, look_up_option
+from torch.optim.optimizer import Optimizer
+
+from monai_qmix.handlers.separation import SampleSeparationHandler, SeparationEvents
+from monai_qmix.losses import (
+    ContrastiveEnhancementLoss,
+    MisLTargetRule,
+    OmegaSchedule,
+    PriorRegularizationLoss,
+    SampleReweighingLoss,
+    co_guess,
+    co_refine,
+    estimate_class_prior,
+    linear_rampup,
+    mixup,
+    pseudo_label,
+)
+from monai_qmix.separation import GROUP_NAMES, SeparationResult
+
+from .rng_state import RNGState
+
+__all__ = ["QMixTrainer", "TrainingMethod"]
+
+CORRECT, MIS_H, MIS_L = 0, 1, 2
+_NETS = ("A", "B")
+
+
+class TrainingMethod(StrEnum):
+    """Training methods of :class:`QMixTrainer`."""
+
+    QMIX = "qmix"
+    DIVIDEMIX = "dividemix"
+    STANDARD = "standard"
+
+
+def _choice(value: Any, options: type[StrEnum], name: str) -> str:
+    try:
+        return str(look_up_option(value, options))
+    except ValueError as e:
+        allowed = [o.value for o in options]
+        raise ValueError(f"{name}: {value!r} is not a valid option; expected one of {allowed}.") from e
+
+
+def _neg_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """DivideMix's confidence penalty ``mean_i Σ_c p_ic log p_ic`` (minimising it raises the entropy)."""
+    logp = F.log_softmax(logits.float(), dim=1)
+    return (logp.exp() * logp).sum(dim=1).mean()
+
+
+class QMixTrainer(SupervisedTrainer):
+    """Two-network QMix trainer (and the standard-CE / DivideMix baselines) as a MONAI ``SupervisedTrainer``.
+
+    The training loader must yield dict batches with the given label (``label_key``), the sample index
+    (``index_key``, the key of every per-sample array, see the architecture notes), the weak views
+    (``weak_keys``) and the strong views (``strong_keys``), e.g. from
+    :func:`monai_qmix.transforms.augment.fundus_views`. Warm-up epochs and ``method="standard"`` use the first
+    strong view (the official loader warms up on the strong augmentation).
+
+    Separation: pass ``separation_loader`` (a deterministic loader over the same training samples, test
+    transform) and the trainer builds and attaches a :class:`~monai_qmix.handlers.SampleSeparationHandler` for
+    ``{"A": network, "B": network_b}``, or pass your own ``separation_handler`` publishing keys ``"A"`` and
+    ``"B"``. ``engine.state.separation[k]`` is the split computed *by* network ``k``; network A is trained on
+    ``separation["B"]`` and B on ``separation["A"]``.
+
+    ``engine.state.output`` (before MONAI's decollation) holds ``image`` (strong view 1), ``label``, ``pred`` (class
+    probabilities: the A+B mean over the weak views after warm-up, the mean over networks of the strong view-1
+    softmax during warm-up / standard), ``loss`` (mean of the networks' totals) and, per network ``x`` in
+    ``a``/``b``: ``loss_x``, ``correct_x``, ``mis_h_x``, ``mis_l_x`` (unweighted group means), ``con_x``,
+    ``reg_x``, ``n_correct_x``, ``n_mis_h_x``, ``n_mis_l_x``, plus ``omega`` and ``lambda_m`` (warm-up: ``loss_x``,
+    ``ce_x``, ``penalty_x``). Use e.g. ``StatsHandler(output_transform=from_engine(["loss"], first=True))``.
+
+    Robustness: a group with fewer than ``min_group_size`` samples in a batch has its term skipped (weight 0,
+    counted and logged at the end of the epoch); an empty group of a partition is logged when the epoch starts;
+    the contrastive term needs 2 samples in Correct ∪ Mis-L. A non-finite term raises ``FloatingPointError``
+    naming the epoch, iteration, network and term. AMP is only used on CUDA (a warning disables it otherwise).
+
+    Checkpointing: :meth:`checkpoint_dict` returns every ``state_dict``-able piece (the trainer's epoch/iteration,
+    both networks, optimisers, schedulers, the separation handler, the RNG states) for MONAI's
+    ``CheckpointSaver(save_dict=...)`` and ``CheckpointLoader(load_dict=...)``.
+
+    Args:
+        device: device of training.
+        max_epochs: total number of epochs (warm-up included).
+        train_data_loader: loader over all training samples yielding the views, labels and indices.
+        network: network A (a :class:`~monai_qmix.networks.QMixNet` or any module returning logits; the
+            contrastive term needs ``forward_all(x, with_projection)``).
+        optimizer: optimiser of network A.
+        network_b: network B (required unless ``method="standard"``).
+        optimizer_b: optimiser of network B.
+        lr_scheduler: optional LR scheduler of A, stepped at every ``EPOCH_COMPLETED`` (before user handlers).
+        lr_scheduler_b: optional LR scheduler of B.
+        method: ``"qmix"`` (default), ``"dividemix"`` or ``"standard"``.
+        warmup_epochs: epochs of cross-entropy on all samples before the first separation (QMix: 10).
+        separation_loader: deterministic loader for the separation handler built by the trainer.
+        separation_handler: a ready handler (then ``separation_loader``/``separation_kwargs`` are not used).
+        separation_kwargs: extra arguments of :func:`~monai_qmix.separation.separate` (``mode`` follows ``method``).
+        scoring_kwargs: extra arguments of :func:`~monai_qmix.separation.score_samples`.
+        separation_handler_kwargs: extra arguments of the handler (e.g. ``output_dir``, ``noise_group``).
+        loss_function: the warm-up / standard classification loss (default ``torch.nn.CrossEntropyLoss()``).
+        omega: Ω for Mis-L: a float or an :class:`~monai_qmix.losses.OmegaSchedule` (QMix default 0.3, constant).
+        lambda_c: weight λ_c of the contrastive enhancement loss (0 switches it and the projector off).
+        lambda_m: weight λ_m of the Mis-H term (DivideMix's λ_u).
+        lambda_m_rampup: epochs of a linear ramp-up of λ_m after warm-up (0 = none, QMix default; DivideMix 16).
+        mis_h_loss: ``"mse"`` (default) or ``"ce"``.
+        lambda_reg: weight of the prior regulariser (0 switches it off).
+        prior: ``"class_prior"`` (the given labels' distribution, taken from the separation result), ``"uniform"``,
+            ``"off"`` or a sequence of class probabilities; default per method: qmix ``class_prior``, dividemix
+            ``uniform``, standard ``off``.
+        sharpen_temperature: sharpening T of co-refinement / co-guessing / pseudo-labels (0.5).
+        contrastive_temperature: τ of the contrastive loss (0.07).
+        mis_l_target: Mis-L target rule, see :class:`~monai_qmix.losses.MisLTargetRule`.
+        mixmatch: MixMatch interpolation of the strong views and targets; default off for qmix, on for dividemix.
+        mixup_alpha: Beta(α, α) of MixMatch.
+        strong_views: number of strong views in the loss (1 or 2).
+        warmup_penalty: weight of DivideMix's negative-entropy penalty during warm-up (0 = off).
+        weak_mode: ``"train"`` (default; BN batch statistics, as DivideMix's trained network) or ``"eval"`` for the
+            no-grad weak-view forwards.
+        min_group_size: a group with fewer samples in a batch skips its term.
+        weak_keys: batch keys of the weak views.
+        strong_keys: batch keys of the strong views (at least ``strong_views``).
+        label_key: batch key of the given labels.
+        index_key: batch key of the sample indices.
+        seed: seed of the trainer's MixMatch generator.
+        channels_last: use ``torch.channels_last`` memory format for the inputs and networks.
+        compile: ``torch.compile`` the networks' forward calls (the modules and state dicts are unchanged).
+        compile_kwargs: arguments of ``torch.compile``.
+        epoch_length: iterations per epoch (default ``len(train_data_loader)``).
+        non_blocking: non-blocking host-to-device copies.
+        postprocessing: MONAI post-processing of the (decollated) output.
+        key_train_metric: MONAI key metric on the output.
+        additional_metrics: more MONAI metrics.
+        metric_cmp_fn: comparison of key metric values.
+        train_handlers: handlers attached after the trainer's own.
+        amp: mixed precision (CUDA only).
+        event_names: extra events to register.
+        event_to_attr: see :class:`~monai.engines.Workflow`.
+        decollate: decollate ``state.batch`` and ``state.output`` at ``MODEL_COMPLETED``.
+        optim_set_to_none: ``zero_grad(set_to_none=...)``.
+        to_kwargs: extra arguments of ``Tensor.to``.
+        amp_kwargs: extra arguments of ``torch.autocast``.
+
+    Raises:
+        ValueError: for an unknown method / option, a missing network B, optimiser or separation source, or
+            inconsistent options (e.g. ``lambda_c > 0`` with ``method="dividemix"``).
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: torch.nn.Module,
+        optimizer: Optimizer,
+        network_b: torch.nn.Module | None = None,
+        optimizer_b: Optimizer | None = None,
+        lr_scheduler: Any = None,
+        lr_scheduler_b: Any = None,
+        method: str = TrainingMethod.QMIX,
+        warmup_epochs: int = 10,
+        separation_loader: Iterable | None = None,
+        separation_handler: SampleSeparationHandler | None = None,
+        separation_kwargs: Mapping[str, Any] | None = None,
+        scoring_kwargs: Mapping[str, Any] | None = None,
+        separation_handler_kwargs: Mapping[str, Any] | None = None,
+        loss_function: Callable | None = None,
+        omega: float | OmegaSchedule = 0.3,
+        lambda_c: float = 0.0,
+        lambda_m: float = 1.0,
+        lambda_m_rampup: int = 0,
+        mis_h_loss: str = "mse",
+        lambda_reg: float = 1.0,
+        prior: str | Sequence[float] | None = None,
+        sharpen_temperature: float = 0.5,
+        contrastive_temperature: float = 0.07,
+        mis_l_target: str = MisLTargetRule.POSTERIOR_REFINE,
+        mixmatch: bool | None = None,
+        mixup_alpha: float = 4.0,
+        strong_views: int = 2,
+        warmup_penalty: float = 0.0,
+        weak_mode: str = "train",
+        min_group_size: int = 1,
+        weak_keys: Sequence[str] = ("image_w1", "image_w2"),
+        strong_keys: Sequence[str] = ("image_s1", "image_s2"),
+        label_key: str = "label",
+        index_key: str = "index",
+        seed: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
+        compile_kwargs: dict | None = None,
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        postprocessing: Transform | None = None,
+        key_train_metric: dict[str, Metric] | None = None,
+        additional_metrics: dict[str, Metric] | None = None,
+        metric_cmp_fn: Callable = default_metric_cmp_fn,
+        train_handlers: Sequence | None = None,
+        amp: bool = False,
+        event_names: list | None = None,
+        event_to_attr: dict | None = None,
+        decollate: bool = True,
+        optim_set_to_none: bool = False,
+        to_kwargs: dict | None = None,
+        amp_kwargs: dict | None = None,
+    ) -> None:
+        self.method = _choice(method, TrainingMethod, "method")
+        two_nets = self.method != TrainingMethod.STANDARD
+        if two_nets and (network_b is None or optimizer_b is None):
+            raise ValueError(f"network_b and optimizer_b are required for method={self.method!r}, got None.")
+        if not two_nets and (network_b is not None or optimizer_b is not None):
+            raise ValueError("network_b / optimizer_b: method='standard' trains one network; pass None.")
+        if int(warmup_epochs) != warmup_epochs or warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be an integer >= 0, got {warmup_epochs!r}.")
+        if strong_views not in (1, 2):
+            raise ValueError(f"strong_views must be 1 or 2, got {strong_views!r}.")
+        if len(strong_keys) < strong_views:
+            raise ValueError(f"strong_keys must name at least strong_views={strong_views} keys, got {strong_keys}.")
+        if two_nets and len(weak_keys) < 1:
+            raise ValueError(f"weak_keys must name at least one weak view, got {weak_keys}.")
+        if weak_mode not in ("train", "eval"):
+            raise ValueError(f"weak_mode must be 'train' or 'eval', got {weak_mode!r}.")
+        if int(min_group_size) != min_group_size or min_group_size < 1:
+            raise ValueError(f"min_group_size must be an integer >= 1, got {min_group_size!r}.")
+        for name, v in (("lambda_c", lambda_c), ("lambda_reg", lambda_reg), ("warmup_penalty", warmup_penalty)):
+            if not np.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite value >= 0, got {v!r}.")
+        if self.method == TrainingMethod.DIVIDEMIX and lambda_c > 0:
+            raise ValueError(f"lambda_c must be 0 for method='dividemix' (no quality terms), got {lambda_c!r}.")
+        if lambda_c > 0 and not callable(getattr(network, "forward_all", None)):
+            raise ValueError("lambda_c > 0 needs networks with forward_all(x, with_projection) (e.g. QMixNet).")
+        device = torch.device(device)
+        if amp and device.type != "cuda":
+            warnings.warn(f"amp=True needs a CUDA device, got {device}; training in full precision.", stacklevel=2)
+            amp = False
+
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=loss_function if loss_function is not None else torch.nn.CrossEntropyLoss(),
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            postprocessing=postprocessing,
+            key_train_metric=key_train_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=metric_cmp_fn,
+            train_handlers=None,  # attached below, after the trainer's own handlers
+            amp=amp,
+            event_names=[*(event_names or []), SeparationEvents],
+            event_to_attr=event_to_attr,
+            decollate=decollate,
+            optim_set_to_none=optim_set_to_none,
+            to_kwargs=to_kwargs,
+            amp_kwargs=amp_kwargs,
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+        self.network_b = network_b
+        self.optimizer_b = optimizer_b
+        self.lr_scheduler = lr_scheduler
+        self.lr_scheduler_b = lr_scheduler_b
+        self.warmup_epochs = int(warmup_epochs) if two_nets else 0
+        self.weak_keys, self.strong_keys = tuple(weak_keys), tuple(strong_keys)
+        self.label_key, self.index_key = label_key, index_key
+        self.strong_views = int(strong_views)
+        self.weak_mode = weak_mode
+        self.min_group_size = int(min_group_size)
+        self.warmup_penalty = float(warmup_penalty)
+        self.channels_last = bool(channels_last)
+        self.sharpen_temperature = float(sharpen_temperature)
+        self.mis_l_target = MisLTargetRule(_choice(mis_l_target, MisLTargetRule, "mis_l_target"))
+        self.lambda_c = float(lambda_c)
+        self.lambda_reg = float(lambda_reg)
+        self.lambda_m = float(lambda_m)
+        self.lambda_m_rampup = int(lambda_m_rampup)
+        self.mixmatch = (self.method == TrainingMethod.DIVIDEMIX) if mixmatch is None else bool(mixmatch)
+        self.mixup_alpha = float(mixup_alpha)
+        self.sample_loss = SampleReweighingLoss(lambda_m=lambda_m, mis_h_loss=mis_h_loss, omega=omega)
+        self.contrastive_loss = ContrastiveEnhancementLoss(temperature=contrastive_temperature)
+        self.prior = self._resolve_prior(prior)
+        self.prior_loss: PriorRegularizationLoss | None = (
+            PriorRegularizationLoss(self.prior) if isinstance(self.prior, torch.Tensor) else None
+        )
+        if isinstance(self.prior, str) and self.prior == "uniform":
+            self.prior_loss = PriorRegularizationLoss(None)
+        self.mix_generator = torch.Generator().manual_seed(int(seed))
+        self.skipped: dict[str, int] = {}
+        if channels_last:
+            for net in self.networks:
+                net.to(memory_format=torch.channels_last)
+        self._forwards = {k: self._compiled(n, compile, compile_kwargs) for k, n in zip(_NETS, self.networks)}
+        self.rng_state = RNGState(train_data_loader, generators={"mixup": self.mix_generator})
+
+        # the trainer's own handlers come first: schedulers step before a CheckpointSaver saves the epoch
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._step_schedulers)
+        self.add_event_handler(Events.EPOCH_COMPLETED, self._log_skipped)
+        self.separation_handler: SampleSeparationHandler | None = None
+        if two_nets and self.warmup_epochs < max_epochs:
+            self.separation_handler = separation_handler or self._build_separation_handler(
+                separation_loader, separation_kwargs, scoring_kwargs, separation_handler_kwargs
+            )
+            self.separation_handler.attach(self)
+            self.add_event_handler(Events.EPOCH_STARTED, self._check_partitions)
+        if train_handlers is not None:
+            self._register_handlers(train_handlers)
+
+    # ------------------------------------------------------------------ construction helpers
+    @property
+    def networks(self) -> list[torch.nn.Module]:
+        """The trained networks: ``[A]`` or ``[A, B]``."""
+        return [self.network] if self.network_b is None else [self.network, self.network_b]
+
+    @property
+    def optimizers(self) -> list[Optimizer]:
+        """The optimisers, aligned with :attr:`networks`."""
+        return [self.optimizer] if self.optimizer_b is None else [self.optimizer, self.optimizer_b]
+
+    @staticmethod
+    def _compiled(net: torch.nn.Module, compile: bool, kwargs: dict | None) -> dict[str, Callable]:
+        fns: dict[str, Callable] = {"logits": net.forward}
+        if callable(getattr(net, "forward_all", None)):
+            fns["all"] = net.forward_all
+        if compile:
+            fns = {k: torch.compile(f, **(kwargs or {})) for k, f in fns.items()}
+        return fns
+
+    def _resolve_prior(self, prior: str | Sequence[float] | None) -> str | torch.Tensor | None:
+        if prior is None:
+            prior = {"qmix": "class_prior", "dividemix": "uniform", "standard": "off"}[self.method]
+        if isinstance(prior, str):
+            if prior not in ("class_prior", "uniform", "off"):
+                raise ValueError(f"prior must be 'class_prior', 'uniform', 'off' or a sequence, got {prior!r}.")
+            return None if (prior == "off" or self.lambda_reg == 0) else prior
+        return torch.as_tensor(prior, dtype=torch.float64)
+
+    def _build_separation_handler(
+        self,
+        loader: Iterable | None,
+        separation_kwargs: Mapping[str, Any] | None,
+        scoring_kwargs: Mapping[str, Any] | None,
+        handler_kwargs: Mapping[str, Any] | None,
+    ) -> SampleSeparationHandler:
+        if loader is None:
+            raise ValueError(
+                f"separation_loader (or separation_handler) is required for method={self.method!r} when "
+                f"warmup_epochs={self.warmup_epochs} < max_epochs={self.state.max_epochs}."
+            )
+        sep_kwargs = dict(separation_kwargs or {})
+        mode = sep_kwargs.pop("mode", self.method)
+        if mode != self.method:
+            raise ValueError(f"separation_kwargs['mode']={mode!r} contradicts method={self.method!r}.")
+        kwargs = {"progress": False, **dict(handler_kwargs or {})}
+        return SampleSeparationHandler(
+            loader,
+            {"A": self.network, "B": self.network_b},  # type: ignore[dict-item]
+            warmup_epochs=self.warmup_epochs,
+            separation_kwargs={"mode": mode, **sep_kwargs},
+            scoring_kwargs=scoring_kwargs,
+            **kwargs,
+        )
+
+    def checkpoint_dict(self) -> dict[str, Any]:
+        """Everything a resume needs, for ``CheckpointSaver(save_dict=...)`` / ``CheckpointLoader(load_dict=...)``.
+
+        Keys: ``trainer`` (epoch, iteration), ``network_a``, ``optimizer_a``, ``network_b``, ``optimizer_b``,
+        ``lr_scheduler_a`` / ``lr_scheduler_b`` (when given), ``separation`` (the separation handler) and ``rng``
+        (:class:`~monai_qmix.engines.rng_state.RNGState`: torch, numpy, python, loader and transform generators).
+        """
+        d: dict[str, Any] = {"trainer": self, "network_a": self.network, "optimizer_a": self.optimizer}
+        if self.network_b is not None:
+            d.update(network_b=self.network_b, optimizer_b=self.optimizer_b)
+        if self.lr_scheduler is not None:
+            d["lr_scheduler_a"] = self.lr_scheduler
+        if self.lr_scheduler_b is not None:
+            d["lr_scheduler_b"] = self.lr_scheduler_b
+        if self.separation_handler is not None:
+            d["separation"] = self.separation_handler
+        d["rng"] = self.rng_state
+        return d
+
+    # ------------------------------------------------------------------ epoch-level handlers
+    def _step_schedulers(self, engine: QMixTrainer) -> None:
+        for s in (self.lr_scheduler, self.lr_scheduler_b):
+            if s is not None:
+                s.step()
+
+    def _log_skipped(self, engine: QMixTrainer) -> None:
+        if self.skipped:
+            engine.logger.info(
+                f"Epoch {engine.state.epoch}: terms skipped (group smaller than min_group_size={self.min_group_size} "
+                f"in the batch), batches per term: {dict(sorted(self.skipped.items()))}"
+            )
+        self.skipped = {}
+
+    def partitions(self, engine: QMixTrainer | None = None) -> dict[str, SeparationResult]:
+        """The partition each network is trained on: ``{"A": separation["B"], "B": separation["A"]}`` (co-divide).
+
+        Raises:
+            RuntimeError: when no separation result for both networks is on ``engine.state``.
+        """
+        engine = engine or self
+        sep = getattr(engine.state, "separation", None)
+        if not isinstance(sep, Mapping) or not all(k in sep for k in _NETS):
+            raise RuntimeError(
+                f"epoch {engine.state.epoch}: no separation results for networks 'A' and 'B' on "
+                f"engine.state.separation (got {None if sep is None else sorted(sep)}); attach a "
+                "SampleSeparationHandler for both networks or pass separation_loader."
+            )
+        return {"A": sep["B"], "B": sep["A"]}
+
+    def _check_partitions(self, engine: QMixTrainer) -> None:
+        if engine.state.epoch <= self.warmup_epochs:
+            return
+        groups = (CORRECT, MIS_H) if self.method == TrainingMethod.DIVIDEMIX else (CORRECT, MIS_H, MIS_L)
+        for net, part in self.partitions(engine).items():
+            counts = part.counts()
+            partner = "B" if net == "A" else "A"
+            msg = f"Epoch {engine.state.epoch}: network {net} trains on the split of network {partner}"
+            msg += ": " + ", ".join(f"{GROUP_NAMES[g]}={counts[GROUP_NAMES[g]]}" for g in groups)
+            empty = [GROUP_NAMES[g] for g in groups if counts[GROUP_NAMES[g]] == 0]
+            if empty:
+                msg += f"; empty groups skip their term this epoch: {empty}"
+            engine.logger.info(msg)
+        if isinstance(self.prior, str) and self.prior == "class_prior" and self.prior_loss is None:
+            self.prior_loss = self._class_prior_loss(engine)
+
+    def _class_prior_loss(self, engine: QMixTrainer) -> PriorRegularizationLoss:
+        labels = self.partitions(engine)["A"].labels
+        num_classes = self._num_classes()
+        if labels is None or len(labels) == 0 or num_classes is None:
+            warnings.warn("prior='class_prior': no given labels available; using a uniform prior.", stacklevel=2)
+            return PriorRegularizationLoss(None)
+        num_classes = max(num_classes, int(np.max(labels)) + 1)
+        return PriorRegularizationLoss(estimate_class_prior(labels, num_classes))
+
+    def _num_classes(self) -> int | None:
+        n = getattr(self.network, "num_classes", None)
+        if n is None:
+            lin = [m for m in self.network.modules() if isinstance(m, torch.nn.Linear)]
+            n = lin[-1].out_features if lin else None
+        return None if n is None else int(n)
+
+    # ------------------------------------------------------------------ iteration
+    def _autocast(self) -> Any:
+        return torch.autocast("cuda", **self.amp_kwargs) if self.amp else nullcontext()
+
+    def _to_device(self, engine: QMixTrainer, x: Any) -> torch.Tensor:
+        x = torch.as_tensor(x).to(engine.state.device, non_blocking=engine.non_blocking, **engine.to_kwargs)
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _batch_key(self, batchdata: Mapping, key: str) -> Any:
+        if key not in batchdata:
+            raise KeyError(f"{key!r}: key missing from the training batch (available: {sorted(batchdata)}).")
+        return batchdata[key]
+
+    def _check_finite(self, engine: QMixTrainer, terms: Mapping[str, torch.Tensor], net: str) -> None:
+        for name, value in terms.items():
+            if not bool(torch.isfinite(value.detach()).all()):
+                raise FloatingPointError(
+                    f"non-finite loss at epoch {engine.state.epoch}, iteration {engine.state.iteration}: "
+                    f"term {name!r} of network {net} is {value.detach().float().cpu().tolist()}."
+                )
+
+    def _backward_and_step(self, engine: QMixTrainer, losses: Sequence[torch.Tensor]) -> None:
+        for loss in losses:
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        for opt in self.optimizers:
+            if self.scaler is not None:
+                self.scaler.step(opt)
+            else:
+                opt.step()
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def _iteration(self, engine: QMixTrainer, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
+        """One iteration: CE on both networks during warm-up / standard, the co-divided SSL step afterwards."""
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        if engine.state.epoch <= self.warmup_epochs or self.method == TrainingMethod.STANDARD:
+            return self._ce_iteration(engine, batchdata)
+        return self._ssl_iteration(engine, batchdata)
+
+    def _ce_iteration(self, engine: QMixTrainer, batchdata: Mapping) -> dict:
+        x = self._to_device(engine, self._batch_key(batchdata, self.strong_keys[0]))
+        y = self._to_device(engine, self._batch_key(batchdata, self.label_key)).long().reshape(-1)
+        engine.state.output = {Keys.IMAGE: x, Keys.LABEL: y}
+        for net, opt in zip(self.networks, self.optimizers):
+            net.train()
+            opt.zero_grad(set_to_none=engine.optim_set_to_none)
+        with self._autocast():
+            logits = [self._forwards[k]["logits"](x) for k in _NETS[: len(self.networks)]]
+        engine.state.output[Keys.PRED] = torch.stack([torch.softmax(lg.detach().float(), 1) for lg in logits]).mean(0)
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        totals = []
+        for k, lg in zip(_NETS, logits):
+            ce = self.loss_function(lg.float(), y).mean()
+            terms = {"ce": ce}
+            total = ce
+            if self.warmup_penalty > 0:
+                terms["penalty"] = _neg_entropy(lg)
+                total = total + self.warmup_penalty * terms["penalty"]
+            self._check_finite(engine, terms, k)
+            totals.append(total)
+            for name, v in terms.items():
+                engine.state.output[f"{name}_{k.lower()}"] = v.detach()
+            engine.state.output[f"loss_{k.lower()}"] = total.detach()
+        engine.state.output[Keys.LOSS] = torch.stack([t.detach() for t in totals]).mean()
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        self._backward_and_step(engine, totals)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+    def _current_lambda_m(self, epoch: int) -> float:
+        if self.lambda_m_rampup <= 0:
+            return self.lambda_m
+        return linear_rampup(epoch, self.lambda_m_rampup, start=self.warmup_epochs, max_value=self.lambda_m)
+
+    def _ssl_iteration(self, engine: QMixTrainer, batchdata: Mapping) -> dict:
+        epoch = int(engine.state.epoch)
+        parts = self.partitions(engine)
+        index = torch.as_tensor(self._batch_key(batchdata, self.index_key)).reshape(-1).cpu()
+        y = self._to_device(engine, self._batch_key(batchdata, self.label_key)).long().reshape(-1)
+        weak = torch.cat([self._to_device(engine, self._batch_key(batchdata, k)) for k in self.weak_keys])
+        strong = torch.cat(
+            [self._to_device(engine, self._batch_key(batchdata, k)) for k in self.strong_keys[: self.strong_views]]
+        )
+        b, m, v = y.shape[0], len(self.weak_keys), self.strong_views
+        engine.state.output = {Keys.IMAGE: strong[:b], Keys.LABEL: y}
+
+        # 1. weak views -> both networks, no grad, shared by both updates
+        weak_probs = {}
+        with torch.no_grad(), self._autocast():
+            for k, net in zip(_NETS, self.networks):
+                net.train(self.weak_mode == "train")
+                weak_probs[k] = torch.softmax(self._forwards[k]["logits"](weak).float(), dim=1).reshape(m, b, -1)
+        guessed = co_guess(weak_probs["A"], weak_probs["B"], self.sharpen_temperature)
+        engine.state.output[Keys.PRED] = 0.5 * (weak_probs["A"].mean(0) + weak_probs["B"].mean(0))
+
+        # 2. targets per network from the partner's partition
+        plan = {}
+        for k in _NETS:
+            part = parts[k]
+            groups = torch.as_tensor(part.groups_for(index), dtype=torch.long).to(y.device)
+            post = torch.as_tensor(part.probs_for(index), dtype=torch.float32).to(y.device)
+            refined = co_refine(y, post[:, CORRECT], weak_probs[k], self.sharpen_temperature)
+            if self.method == TrainingMethod.QMIX:
+                pseudo = pseudo_label(y, weak_probs[k], post, self.mis_l_target, self.sharpen_temperature)
+            else:
+                pseudo = refined  # dividemix has no Mis-L group
+            target = torch.where(
+                (groups == CORRECT)[:, None], refined, torch.where((groups == MIS_H)[:, None], guessed, pseudo)
+            )
+            weight = torch.ones(b, device=y.device)
+            for g in range(3):
+                n_g = int((groups == g).sum())
+                if 0 < n_g < self.min_group_size:
+                    weight[groups == g] = 0.0
+                    name = f"{GROUP_NAMES[g]}_{k.lower()}"
+                    self.skipped[name] = self.skipped.get(name, 0) + 1
+            plan[k] = (groups, target, weight)
+
+        # 3. strong views -> forward with gradient, both networks
+        for net, opt in zip(self.networks, self.optimizers):
+            net.train()
+            opt.zero_grad(set_to_none=engine.optim_set_to_none)
+        with_proj = self.lambda_c > 0
+        outputs, inputs = {}, {}
+        for k in _NETS:
+            groups, target, weight = plan[k]
+            x, t = strong, target.repeat(v, 1)
+            if self.mixmatch:
+                x, t, _, _ = mixup(x, t, alpha=self.mixup_alpha, generator=self.mix_generator)
+            inputs[k] = (t, groups.repeat(v), weight.repeat(v))
+            with self._autocast():
+                if with_proj:
+                    outputs[k] = self._forwards[k]["all"](x, with_projection=True)
+                else:
+                    outputs[k] = {"logits": self._forwards[k]["logits"](x)}
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+
+        # 4. losses
+        self.sample_loss.lambda_m = self._current_lambda_m(epoch)
+        totals = []
+        for k in _NETS:
+            t, gg, ww = inputs[k]
+            logits = outputs[k]["logits"].float()
+            ssl = self.sample_loss(logits, t, gg, epoch=epoch, weight=ww)
+            terms_log = dict(self.sample_loss.last_terms)
+            terms = {"ssl": ssl}
+            total = ssl
+            if with_proj:
+                groups = plan[k][0]
+                sel = ((groups == CORRECT) | (groups == MIS_L)) & (plan[k][2] > 0)
+                if int(sel.sum()) >= 2:
+                    proj = outputs[k]["projection"].float().reshape(v, b, -1).transpose(0, 1)
+                    terms["con"] = self.contrastive_loss(proj[sel], y[sel], groups[sel] == MIS_L)
+                    total = total + self.lambda_c * terms["con"]
+                else:
+                    self.skipped[f"con_{k.lower()}"] = self.skipped.get(f"con_{k.lower()}", 0) + 1
+                    terms["con"] = logits.new_zeros(())
+            if self.prior_loss is not None and self.lambda_reg > 0:
+                terms["reg"] = self.prior_loss(logits)
+                total = total + self.lambda_reg * terms["reg"]
+            terms["total"] = total
+            self._check_finite(engine, terms, k)
+            totals.append(total)
+            s = k.lower()
+            out = engine.state.output
+            out[f"loss_{s}"] = total.detach()
+            for name in ("correct", "mis_h", "mis_l", "n_correct", "n_mis_h", "n_mis_l"):
+                out[f"{name}_{s}"] = terms_log[name]
+            out[f"con_{s}"] = terms.get("con", logits.new_zeros(())).detach()
+            out[f"reg_{s}"] = terms.get("reg", logits.new_zeros(())).detach()
+            out["omega"] = terms_log["omega"]
+        engine.state.output["lambda_m"] = torch.tensor(self.sample_loss.lambda_m)
+        engine.state.output[Keys.LOSS] = torch.stack([t.detach() for t in totals]).mean()
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+
+        # 5. backward + both optimiser steps
+        self._backward_and_step(engine, totals)
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output

@@ -1,0 +1,268 @@
+# Copyright (c) monai_qmix contributors.
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in
+# compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software distributed under the License is
+# distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+"""End-to-end tests of ``QMixTrainer`` (qmix, dividemix, standard) on tiny synthetic ring images."""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+from ignite.engine import Events
+from monai.data import DataLoader, Dataset, set_track_meta
+from monai.engines import IterationEvents
+from monai.handlers import CheckpointLoader, CheckpointSaver, from_engine
+from monai.transforms import Compose, RandFlip, RandGaussianNoise
+from monai.utils import set_determinism
+from parameterized import parameterized
+from torch import nn
+
+from monai_qmix.engines.trainer import QMixTrainer
+from monai_qmix.handlers import SeparationEvents
+from monai_qmix.networks import QMixNet
+from monai_qmix.separation import SeparationResult
+from monai_qmix.transforms.augment import MultiViewd, RandGrayscale
+
+N, SIZE, CLASSES, BATCH = 32, 24, 3, 8
+
+
+def make_items(seed: int = 0) -> list[dict]:
+    """Rings whose radius codes the class (rotation invariant); 6 flipped labels (Mis-H), 6 dark blurs (Mis-L)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+    r = np.sqrt(yy**2 + xx**2)
+    items = []
+    for i in range(N):
+        c = i % CLASSES
+        img = 0.2 * rng.random((3, SIZE, SIZE)) + np.exp(-((r - (3 + 4 * c)) ** 2) / 2.0)[None]
+        label = c
+        if i % 16 in (3, 9, 12):  # label noise
+            label = (c + 1) % CLASSES
+        if i % 16 in (5, 14, 15):  # low quality: flat and dark
+            img = 0.1 * rng.random((3, SIZE, SIZE))
+        items.append({"image": torch.as_tensor(img, dtype=torch.float32), "label": label, "index": i})
+    return items
+
+
+def views() -> MultiViewd:
+    weak = Compose([RandFlip(prob=0.5, spatial_axis=0), RandFlip(prob=0.5, spatial_axis=1)])
+    strong = Compose([RandFlip(prob=0.5, spatial_axis=1), RandGaussianNoise(prob=1.0, std=0.05), RandGrayscale(0.2)])
+    return MultiViewd("image", {"image_w1": weak, "image_w2": weak, "image_s1": strong, "image_s2": strong})
+
+
+def tiny_net() -> QMixNet:
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    return QMixNet(num_classes=CLASSES, backbone=backbone, feature_dim=8, projector_dim=8, projector_hidden=8)
+
+
+def build(method: str = "qmix", max_epochs: int = 3, seed: int = 0, handlers=None, **kwargs) -> QMixTrainer:
+    set_determinism(seed)
+    items = make_items()
+    loader = DataLoader(Dataset(items, transform=views()), batch_size=BATCH, shuffle=True, num_workers=0)
+    sep_loader = DataLoader(Dataset(items), batch_size=16, shuffle=False, num_workers=0)
+    net_a = tiny_net()
+    opt_a = torch.optim.Adam(net_a.parameters(), lr=1e-2)
+    two = method != "standard"
+    net_b = tiny_net() if two else None
+    opt_b = torch.optim.Adam(net_b.parameters(), lr=1e-2) if two else None
+    kwargs.setdefault("lambda_c", 0.05 if method == "qmix" else 0.0)
+    return QMixTrainer(
+        device="cpu",
+        max_epochs=max_epochs,
+        train_data_loader=loader,
+        network=net_a,
+        optimizer=opt_a,
+        network_b=net_b,
+        optimizer_b=opt_b,
+        lr_scheduler=torch.optim.lr_scheduler.StepLR(opt_a, step_size=1, gamma=0.9),
+        lr_scheduler_b=torch.optim.lr_scheduler.StepLR(opt_b, step_size=1, gamma=0.9) if two else None,
+        method=method,
+        warmup_epochs=1,
+        separation_loader=sep_loader if two else None,
+        train_handlers=handlers,
+        **kwargs,
+    )
+
+
+class Recorder:
+    """Collects per-iteration outputs (after MONAI's decollation) and separation epochs."""
+
+    def __init__(self, trainer: QMixTrainer, keys: list[str]) -> None:
+        self.keys, self.rows, self.sep_epochs, self.model_completed, self.losses = keys, [], [], 0, []
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self.on_iter)
+        trainer.add_event_handler(
+            SeparationEvents.SEPARATION_COMPLETED, lambda e: self.sep_epochs.append(e.state.epoch)
+        )
+
+        trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, self.on_model)
+
+    def on_separation(self, engine: QMixTrainer) -> None:
+        self.sep_epochs.append(engine.state.epoch)
+
+    def on_model(self, engine: QMixTrainer) -> None:
+        self.model_completed += 1
+
+    def on_iter(self, engine: QMixTrainer) -> None:
+        out = engine.state.output  # a list of per-sample dicts after MONAI's decollation
+        self.losses.append(float(from_engine(["loss"], first=True)(out)))  # StatsHandler's usual transform
+        self.rows.append((engine.state.epoch, {k: float(out[0][k]) for k in self.keys if k in out[0]}))
+
+    def epoch_mean(self, key: str, epoch: int) -> float:
+        return float(np.mean([r[key] for e, r in self.rows if e == epoch]))
+
+
+def weights(trainer: QMixTrainer) -> list[torch.Tensor]:
+    return [p.detach().clone() for net in trainer.networks for p in net.state_dict().values()]
+
+
+def fake_result(group: int) -> SeparationResult:
+    probs = np.zeros((N, 3), dtype=np.float32)
+    probs[:, group] = 1.0
+    z = np.zeros(N, dtype=np.float32)
+    labels = np.asarray([i % CLASSES for i in range(N)])
+    return SeparationResult(
+        np.arange(N), probs, np.full(N, group, dtype=np.int64), z, z, z, z, labels=labels, mode="qmix"
+    )
+
+
+SSL_KEYS = ["loss", "loss_a", "loss_b", "correct_a", "mis_h_a", "mis_l_a", "con_a", "reg_a", "n_mis_l_a", "n_mis_h_b"]
+
+
+class TestQMixTrainer(unittest.TestCase):
+    def setUp(self) -> None:
+        set_track_meta(False)
+
+    def tearDown(self) -> None:
+        set_track_meta(True)
+        set_determinism(None)
+
+    def test_qmix_twin_and_resume(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs = []
+            for run in range(2):  # twin seeded runs, the first one writes a checkpoint per epoch
+                handlers = []
+                trainer = build("qmix")
+                if run == 0:
+                    handlers.append(CheckpointSaver(tmp, trainer.checkpoint_dict(), save_interval=1, n_saved=None))
+                    handlers[0].attach(trainer)
+                rec = Recorder(trainer, SSL_KEYS)
+                trainer.run()
+                runs.append((rec, weights(trainer), trainer))
+            rec, final, trainer = runs[0]
+            # end to end: finite losses, separation at epochs 2 and 3 (warm-up 1), events fired
+            self.assertEqual(rec.sep_epochs, [2, 3])
+            self.assertEqual(rec.model_completed, 3 * (N // BATCH))
+            self.assertTrue(all(math.isfinite(v) for _, r in rec.rows for v in r.values()))
+            self.assertEqual(sorted(trainer.state.separation), ["A", "B"])
+            self.assertGreater(rec.epoch_mean("con_a", 3), 0.0)  # lambda_c > 0: contrastive term active
+            self.assertAlmostEqual(trainer.optimizer.param_groups[0]["lr"], 1e-2 * 0.9**3, places=8)
+            # twin runs are identical
+            self.assertEqual([r for _, r in rec.rows], [r for _, r in runs[1][0].rows])
+            for a, b in zip(final, runs[1][1]):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+            # resume from the epoch-2 checkpoint reproduces epoch 3 exactly
+            ckpt = [f for f in glob.glob(os.path.join(tmp, "*.pt")) if "=2" in os.path.basename(f)]
+            self.assertEqual(len(ckpt), 1, os.listdir(tmp))
+            resumed = build("qmix", seed=123)  # a different seed: everything must come from the checkpoint
+            CheckpointLoader(ckpt[0], resumed.checkpoint_dict(), map_location="cpu").attach(resumed)
+            rec2 = Recorder(resumed, SSL_KEYS)
+            resumed.run()
+            self.assertEqual(rec2.sep_epochs, [3])
+            self.assertEqual([r for _, r in rec2.rows], [r for e, r in rec.rows if e == 3])
+            for a, b in zip(final, weights(resumed)):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    def test_partition_crosswise_and_empty_groups(self) -> None:
+        trainer = build("qmix", max_epochs=2)
+
+        def inject(engine: QMixTrainer) -> None:  # A's split: all Mis-L, B's split: all Mis-H
+            engine.state.separation = {"A": fake_result(2), "B": fake_result(1)}
+
+        trainer.add_event_handler(SeparationEvents.SEPARATION_COMPLETED, inject)
+        rec = Recorder(trainer, ["n_correct_a", "n_mis_h_a", "n_mis_l_a", "n_correct_b", "n_mis_h_b", "n_mis_l_b"])
+        with self.assertLogs(trainer.logger, "INFO") as logs:
+            trainer.run()
+        rows = [r for e, r in rec.rows if e == 2]
+        self.assertTrue(rows)
+        for r in rows:  # A is trained on B's split (all Mis-H), B on A's (all Mis-L)
+            self.assertEqual((r["n_correct_a"], r["n_mis_h_a"], r["n_mis_l_a"]), (0.0, 2.0 * BATCH, 0.0))
+            self.assertEqual((r["n_correct_b"], r["n_mis_h_b"], r["n_mis_l_b"]), (0.0, 0.0, 2.0 * BATCH))
+        text = "\n".join(logs.output)
+        self.assertIn("network A trains on the split of network B", text)
+        self.assertIn("empty groups skip their term", text)
+        self.assertIn("con_a", text)  # contrastive term skipped (a single group without positives: fewer than 2)
+
+    def test_standard_baseline(self) -> None:
+        trainer = build("standard", max_epochs=3)
+        rec = Recorder(trainer, ["loss", "ce_a"])
+        trainer.run()
+        self.assertIsNone(trainer.separation_handler)
+        self.assertEqual(len(trainer.networks), 1)
+        self.assertEqual(len(rec.rows), 3 * (N // BATCH))
+        self.assertTrue(all(math.isfinite(r["loss"]) for _, r in rec.rows))
+        self.assertLess(rec.epoch_mean("loss", 3), rec.epoch_mean("loss", 1))
+
+    def test_dividemix_baseline_one_strong_view(self) -> None:
+        trainer = build("dividemix", max_epochs=3, strong_views=1)
+        rec = Recorder(trainer, ["loss", "loss_a", "n_mis_l_a", "n_mis_l_b", "n_correct_a", "n_mis_h_a"])
+        trainer.run()
+        self.assertTrue(trainer.mixmatch)
+        self.assertEqual(rec.sep_epochs, [2, 3])
+        self.assertEqual(trainer.state.separation["A"].mode, "dividemix")
+        rows = [r for e, r in rec.rows if e > 1]
+        self.assertTrue(all(math.isfinite(r["loss"]) for r in rows))
+        self.assertTrue(all(r["n_mis_l_a"] == 0 and r["n_mis_l_b"] == 0 for r in rows))
+        self.assertTrue(all(r["n_correct_a"] + r["n_mis_h_a"] == BATCH for r in rows))  # one strong view
+
+    def test_non_finite_loss_raises(self) -> None:
+        trainer = build("standard", max_epochs=1)
+        with torch.no_grad():
+            trainer.network.classifier.weight.fill_(float("nan"))
+        with self.assertRaisesRegex(FloatingPointError, r"epoch 1, iteration 1: term 'ce' of network A"):
+            trainer.run()
+
+    def test_amp_on_cpu_warns(self) -> None:
+        with self.assertWarnsRegex(UserWarning, "CUDA"):
+            trainer = build("standard", max_epochs=1, amp=True)
+        self.assertFalse(trainer.amp)
+
+    @parameterized.expand(
+        [
+            [{"method": "nope"}, "method"],
+            [{"strong_views": 3}, "strong_views"],
+            [{"method": "dividemix", "lambda_c": 0.1}, "lambda_c"],
+            [{"weak_mode": "test"}, "weak_mode"],
+            [{"min_group_size": 0}, "min_group_size"],
+            [{"prior": "flat"}, "prior"],
+            [{"mis_l_target": "magic"}, "mis_l_target"],
+        ]
+    )
+    def test_invalid_arguments(self, kwargs: dict, name: str) -> None:
+        method = kwargs.pop("method", "qmix")
+        with self.assertRaisesRegex(ValueError, name):
+            build(method, max_epochs=2, **kwargs)
+
+    def test_missing_separation_source(self) -> None:
+        net, net_b = tiny_net(), tiny_net()
+        with self.assertRaisesRegex(ValueError, "separation_loader"):
+            QMixTrainer(
+                "cpu",
+                2,
+                [{}],
+                net,
+                torch.optim.SGD(net.parameters(), lr=0.1),
+                network_b=net_b,
+                optimizer_b=torch.optim.SGD(net_b.parameters(), lr=0.1),
+                warmup_epochs=1,
+            )
+
+
+if __name__ == "__main__":
+    unittest.main()
