@@ -40,7 +40,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-xdist", "parameterized", "ruff"],
+        "dev": ["pytest>=7", "pytest-xdist", "parameterized", "ruff", "jsonschema"],
         "tracking": ["tensorboard", "mlflow"],
     },
     classifiers=[

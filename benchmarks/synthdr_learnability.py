@@ -37,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from monai_qmix.data.synthetic import generate_synthdr
+from monai_qmix.networks import QMixNet
 
 
 def load_set(out: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -70,24 +71,6 @@ def histogram_features(x: np.ndarray, bins: int = 32) -> np.ndarray:
     return np.asarray(feats)
 
 
-class SmallCNN(nn.Module):
-    """5 conv blocks (conv-BN-ReLU-maxpool), global average + max pooling, linear head."""
-
-    def __init__(self, num_classes: int = 5, width: int = 12) -> None:
-        super().__init__()
-        chans, layers, c_in = [width, width * 2, width * 4, width * 8, width * 8], [], 3
-        for c in chans:
-            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-            layers += [nn.MaxPool2d(2)]
-            c_in = c
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(2 * c_in, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(x)
-        return self.head(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1))
-
-
 def to_tensor(x: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W), standardised per image and channel (colour-cast invariant)."""
     t = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
@@ -99,7 +82,7 @@ def to_tensor(x: np.ndarray) -> torch.Tensor:
 def train_cnn(xtr, ytr, xte, epochs: int, seed: int, batch: int = 32, lr: float = 2e-3) -> np.ndarray:
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # benchmark script (not library code): weight init
-    net = SmallCNN()
+    net = QMixNet(num_classes=5, backbone="small_cnn")  # SmallCNN backbone + linear head (projector unused)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * int(np.ceil(len(xtr) / batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)

@@ -75,7 +75,7 @@ class _TVResNet50(nn.Module):
 
 
 class TestQMixNet(unittest.TestCase):
-    @parameterized.expand([["resnet10"], ["densenet121"], ["efficientnet-b0"]])
+    @parameterized.expand([["resnet10"], ["densenet121"], ["efficientnet-b0"], ["small_cnn"]])
     def test_shapes(self, backbone: str) -> None:
         net = QMixNet(num_classes=3, backbone=backbone, projector_dim=16).eval()
         x = torch.rand(2, 3, 32, 32)
@@ -85,6 +85,12 @@ class TestQMixNet(unittest.TestCase):
         torch.testing.assert_close(out["projection"].norm(dim=1), torch.ones(2))
         torch.testing.assert_close(net(x), out["logits"])
         torch.testing.assert_close(net.head(net.forward_features(x)), out["logits"])
+
+    def test_scriptable(self) -> None:
+        net = QMixNet(num_classes=4, backbone="small_cnn", head_dropout=0.1).eval()
+        scripted = torch.jit.script(net)
+        x = torch.rand(2, 3, 32, 32)
+        torch.testing.assert_close(scripted(x), net(x))
 
     def test_custom_backbone_and_dropout(self) -> None:
         backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
