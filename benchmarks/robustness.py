@@ -1,0 +1,782 @@
+# Copyright (c) monai_qmix contributors.
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in
+# compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software distributed under the License is
+# distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+"""Robustness benchmark: ``standard`` CE vs ``dividemix`` vs ``qmix`` under mixed label / quality noise (not a test).
+
+Every method is trained with the same network, image size, epochs, optimiser, batch size and seed by
+:class:`~monai_qmix.engines.QMixTrainer` on one of
+
+* ``--data synthdr``: a SynthDR set (:func:`~monai_qmix.data.synthetic.generate_synthdr`, generated once into
+  ``--cache_dir``) split train / validation / test (stratified, seeded). The *training* part gets the mixed noise of
+  a paper preset (``--preset ddr_sym_L15_H50``, repeatable; :func:`~monai_qmix.data.mixed_noise_preset` +
+  :func:`~monai_qmix.data.build_mixed_noise`: synthetic Mis-L by degradation, Mis-H by label noise); validation and
+  test stay clean;
+* ``--data csv``: any folder in the generic CSV layout with a quality column (``load_datalist("csv", ...)``,
+  ``--reader_options`` e.g. ``'{"quality_column": "quality"}'``). Only items with a **known** quality label are
+  used (1 high / 0 low); patients are the ``patient`` column or the id before the first ``_`` of the file name,
+  and the split is by patient. Low-quality (e.g. EyeQ Reject) images of the training patients are the natural
+  Mis-L with random grades, synthetic Mis-H at ``--mis_h``; validation and test are the **clean, gradable**
+  (quality 1) images of unseen patients.
+
+Model selection uses the validation QWK only ("best" = the test metrics at the epoch of the best validation QWK;
+"last" = the last epoch); the test split is never used for any choice. Two-network methods are evaluated with the
+softmax ensemble of A and B (:class:`~monai_qmix.engines.evaluator.EnsembleInferer`).
+
+Per method and seed the JSON records: best / last test QWK, accuracy and macro-F1, a seeded bootstrap 95 % CI of
+the test QWK (best and last), per-epoch train loss, validation/test metrics, epoch time, and per epoch the
+separation metrics of network A and B against the true ``noise_group`` (``AUC_clean``, ``AUC_good``, per-group
+precision/recall; :func:`~monai_qmix.separation.separation_metrics`). For ``standard`` (which does not separate)
+a *diagnostic* QMix separation of its network is computed after each epoch (never used for training). Outputs in
+``--out``: ``<tag>.json``, ``<tag>.md`` (tables + target check), ``<tag>_qwk.png`` (validation / test QWK and
+AUC_clean per epoch per method) and ``<tag>_<method>_scatter.png`` (normalised loss × uncertainty of the last
+separation of network A, coloured by the TRUE group).
+
+CPU-sized example (about 15-20 min on 2 busy cores)::
+
+    python benchmarks/robustness.py --data synthdr --num 1000 --image_size 64 --backbone resnet10 \\
+        --epochs 10 --warmup_epochs 3 --preset ddr_sym_L15_H50 --threads 2 --out benchmarks/results
+
+CSV layout (e.g. EyePACS + EyeQ quality)::
+
+    python benchmarks/robustness.py --data csv --dataset_dir DIR --reader_options '{"quality_column": "quality"}' \\
+        --mis_h 0.4 --image_size 112 --epochs 25 --warmup_epochs 5 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Events
+from monai.data import DataLoader, Dataset, set_track_meta
+from monai.transforms import Compose, Lambdad, MapTransform
+from monai.utils import set_determinism
+from PIL import Image
+from torch import nn
+
+from monai_qmix.data import build_mixed_noise, load_datalist, mixed_noise_preset, split_by_patient
+from monai_qmix.data.mixed_noise import MIXED_NOISE_PRESETS, NOISE_GROUPS
+from monai_qmix.data.synthetic import generate_synthdr
+from monai_qmix.engines.evaluator import EnsembleInferer
+from monai_qmix.engines.trainer import QMixTrainer
+from monai_qmix.handlers.grading_metrics import grading_report, quadratic_weighted_kappa
+from monai_qmix.losses.schedules import QMIX_PRESETS, get_qmix_preset
+from monai_qmix.networks import QMixNet
+from monai_qmix.networks.qmix_net import Backbone, build_backbone, load_pretrained
+from monai_qmix.separation import align_groups, plot_separation, score_samples, separate, separation_metrics
+from monai_qmix.transforms.augment import fundus_test_transform, fundus_views
+
+METHODS = ("standard", "dividemix", "qmix")
+NUM_CLASSES = 5
+
+
+# ---------------------------------------------------------------------------------------------------------- options
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python benchmarks/robustness.py",
+        description=__doc__.split("\n\n")[0] + " See the module docstring for the protocol.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = ap.add_argument_group("data")
+    g.add_argument("--data", choices=("synthdr", "csv"), default="synthdr", help="benchmark (a) SynthDR or (b) CSV")
+    g.add_argument("--dataset_dir", default=None, help="--data csv: the folder (or CSV file) of the dataset")
+    g.add_argument("--reader", default="csv", help="--data csv: reader name of load_datalist (csv, json, eyeq, ...)")
+    g.add_argument(
+        "--reader_options",
+        type=json.loads,
+        default={},
+        help='JSON dict of reader options, e.g. \'{"quality_column": "quality", "quality_map": {"2": 0}}\'',
+    )
+    g.add_argument(
+        "--preset",
+        action="append",
+        default=None,
+        help=f"mixed-noise preset (repeatable); one of {sorted(MIXED_NOISE_PRESETS)}. Default: ddr_sym_L15_H50 for "
+        "synthdr; for csv the preset only sets the label-noise mode (Mis-L stays the natural low-quality images)",
+    )
+    g.add_argument("--mis_h", type=float, default=None, help="Mis-H ratio; overrides the preset (csv default 0.4)")
+    g.add_argument(
+        "--mis_l",
+        type=float,
+        default=None,
+        help="Mis-L ratio (synthdr: overrides the preset; csv: None = all natural low-quality images)",
+    )
+    g.add_argument("--num", type=int, default=1000, help="synthdr: images generated (train + val + test)")
+    g.add_argument("--subset", type=int, default=None, help="csv: use a seeded random subset of this many items")
+    g.add_argument(
+        "--splits",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[0.6, 0.2, 0.2],
+        help="train,val,test fractions (split by patient for csv)",
+    )
+    g.add_argument("--synth_size", type=int, default=None, help="synthdr: generated image side (default image_size)")
+    g.add_argument(
+        "--cache_dir",
+        default=os.path.join(tempfile.gettempdir(), "monai_qmix_robustness"),
+        help="folder for the generated SynthDR set and the degraded (synthetic Mis-L) images",
+    )
+    g = ap.add_argument_group("model and training (identical for every method)")
+    g.add_argument(
+        "--methods",
+        type=lambda s: [m.strip() for m in s.split(",") if m.strip()],
+        default=list(METHODS),
+        help="comma-separated subset of standard,dividemix,qmix",
+    )
+    g.add_argument("--image_size", type=int, default=64, help="network input side in pixels")
+    g.add_argument(
+        "--backbone",
+        default="resnet10",
+        help=f"'tiny' (a 4-block CNN of --width) or a QMixNet backbone {[b.value for b in Backbone]}",
+    )
+    g.add_argument("--width", type=int, default=12, help="channels of the first block of the 'tiny' CNN")
+    g.add_argument(
+        "--input_norm",
+        choices=("fundus", "per_image"),
+        default="per_image",
+        help="'fundus': the official channel statistics in the transforms; 'per_image': per-image, per-channel "
+        "standardisation as the network's first layer (colour-cast invariant, what SynthDR needs)",
+    )
+    g.add_argument("--pretrained_path", default=None, help="local backbone weights (named backbones only)")
+    g.add_argument("--epochs", type=int, default=10, help="total epochs (warm-up included)")
+    g.add_argument("--warmup_epochs", type=int, default=3, help="CE warm-up epochs of dividemix and qmix")
+    g.add_argument("--batch_size", type=int, default=16)
+    g.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (cosine decay over --epochs)")
+    g.add_argument("--weight_decay", type=float, default=1e-4)
+    g.add_argument(
+        "--qmix_preset",
+        default="auto",
+        help=f"Omega(0) / lambda_c preset of QMix, one of {sorted(QMIX_PRESETS)}; 'auto' = the noise preset if "
+        "listed there, else 'default'",
+    )
+    g.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], help="one run per seed (same for all)")
+    g = ap.add_argument_group("runtime and output")
+    g.add_argument("--threads", type=int, default=2, help="torch intra-op threads (and SynthDR render workers)")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader workers of the training loader")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test QWK CI (0 = off)")
+    g.add_argument("--out", default="benchmarks/results", help="output folder (JSON, Markdown, PNG)")
+    g.add_argument("--tag", default=None, help="file-name stem of the outputs (default robustness_<data>)")
+    args = ap.parse_args(argv)
+    bad = sorted(set(args.methods) - set(METHODS))
+    if bad or not args.methods:
+        ap.error(f"--methods: {bad or args.methods} not valid; expected a subset of {list(METHODS)}.")
+    if args.data == "csv" and not args.dataset_dir:
+        ap.error("--dataset_dir is required with --data csv.")
+    if len(args.splits) != 3 or min(args.splits) <= 0:
+        ap.error(f"--splits: expected three positive fractions train,val,test, got {args.splits}.")
+    if not 0 <= args.warmup_epochs < args.epochs:
+        ap.error(f"--warmup_epochs must be in [0, --epochs={args.epochs}), got {args.warmup_epochs}.")
+    if args.preset is None:
+        args.preset = ["ddr_sym_L15_H50"] if args.data == "synthdr" else [None]
+    for p in args.preset:
+        if p is not None and p not in MIXED_NOISE_PRESETS:
+            ap.error(f"--preset: {p!r} is not a mixed-noise preset; expected one of {sorted(MIXED_NOISE_PRESETS)}.")
+    return args
+
+
+# ------------------------------------------------------------------------------------------------------------- data
+def _to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255.0
+
+
+def load_images(items: Sequence[dict], size: int) -> torch.Tensor:
+    """All images of ``items`` as one uint8 tensor (N, 3, size, size): decoded and resized once."""
+    out = torch.empty((len(items), 3, size, size), dtype=torch.uint8)
+    for i, it in enumerate(items):
+        with Image.open(it["image"]) as im:
+            im = im.convert("RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            out[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+    return out
+
+
+def _patient(item: dict) -> str:
+    if item.get("patient"):
+        return str(item["patient"])
+    stem = os.path.splitext(os.path.basename(str(item.get("id") or item["image"])))[0]
+    return stem.split("_")[0]
+
+
+def _data_tag(args: argparse.Namespace) -> str:
+    """Name of the data source (keeps degraded images of different sources / sizes apart in the cache)."""
+    if args.data == "synthdr":
+        return f"synthdr_n{args.num}_s{args.synth_size or args.image_size}_seed0"
+    digest = hashlib.sha1(os.path.abspath(args.dataset_dir).encode()).hexdigest()[:10]
+    return f"csv_{digest}"
+
+
+def synthdr_splits(args: argparse.Namespace, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """Clean train / val / test items of a cached SynthDR set (stratified, seeded; one image = one patient)."""
+    size = args.synth_size or args.image_size
+    folder = os.path.join(args.cache_dir, _data_tag(args))
+    if not os.path.exists(os.path.join(folder, "train.csv")):
+        print(f"generating SynthDR ({args.num} images, {size} px) into {folder} ...", flush=True)
+        t = time.perf_counter()
+        generate_synthdr(folder, args.num, size=size, seed=0, workers=max(1, args.threads), overwrite=True)
+        print(f"  done in {time.perf_counter() - t:.0f} s", flush=True)
+    items = load_datalist("aptos", folder)
+    for it in items:
+        it["patient"] = str(it.get("id") or os.path.basename(it["image"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train, val, test = split_by_patient(items, fractions=args.splits, seed=seed, stratify=True)
+    return train, val, test
+
+
+def csv_splits(args: argparse.Namespace, seed: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """Items of a CSV-layout dataset with a known quality, split by patient; val/test keep quality 1 only."""
+    items = load_datalist(args.reader, args.dataset_dir, **args.reader_options)
+    known = [it for it in items if int(it.get("quality", -1)) in (0, 1)]
+    print(f"read {len(items)} items; {len(known)} with a known quality label are used", flush=True)
+    if not known:
+        raise ValueError(
+            f"--dataset_dir {args.dataset_dir!r}: no item has a known quality (1 or 0); name the quality column in "
+            '--reader_options (e.g. \'{"quality_column": "quality"}\').'
+        )
+    if args.subset is not None and args.subset < len(known):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(known))[: args.subset])
+        known = [known[i] for i in keep]
+    for it in known:
+        it["patient"] = _patient(it)
+    train, val, test = split_by_patient(known, fractions=args.splits, seed=seed, stratify=True)
+    pats = [{it["patient"] for it in part} for part in (train, val, test)]
+    if pats[0] & pats[1] or pats[0] & pats[2] or pats[1] & pats[2]:  # split_by_patient guarantees it; verify
+        raise RuntimeError("a patient occurs in more than one of train / val / test.")
+    print(f"  patients: train {len(pats[0])}, val {len(pats[1])}, test {len(pats[2])} (disjoint)", flush=True)
+    for name, part in (("val", val), ("test", test)):
+        dropped = sum(int(it["quality"]) != 1 for it in part)
+        print(f"  {name}: {len(part) - dropped} clean gradable images ({dropped} low-quality dropped)", flush=True)
+    val = [it for it in val if int(it["quality"]) == 1]
+    test = [it for it in test if int(it["quality"]) == 1]
+    bad = [it for it in train if int(it["quality"]) == 1 and not 0 <= int(it["label"]) < NUM_CLASSES]
+    if bad:
+        raise ValueError(f"{len(bad)} high-quality training items have labels outside 0..{NUM_CLASSES - 1}.")
+    return train, val, test
+
+
+def noise_kwargs(args: argparse.Namespace, preset: str | None) -> dict[str, Any]:
+    """Keyword arguments of ``build_mixed_noise`` for this benchmark and preset."""
+    if args.data == "synthdr":
+        kw = mixed_noise_preset(preset)
+        if args.mis_h is not None:
+            kw["mis_h"] = args.mis_h
+        if args.mis_l is not None:
+            kw["mis_l"] = args.mis_l
+        return kw
+    kw = mixed_noise_preset(preset) if preset else {
+        "label_mode": "symmetric", "label_options": {"include_true": True}, "natural_label": "uniform",
+        "num_classes": NUM_CLASSES}  # fmt: skip
+    kw["mis_h"] = 0.4 if args.mis_h is None else args.mis_h
+    kw["mis_l"] = args.mis_l  # None: all natural low-quality images, no synthetic degradation
+    return kw
+
+
+def make_sets(args: argparse.Namespace, preset: str | None, seed: int) -> dict[str, Any]:
+    """Train (noisy) / val / test items and tensors."""
+    train_clean, val, test = synthdr_splits(args, seed) if args.data == "synthdr" else csv_splits(args, seed)
+    kw = noise_kwargs(args, preset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        train, noise = build_mixed_noise(
+            train_clean, cache_dir=os.path.join(args.cache_dir, "degraded", _data_tag(args)), seed=seed, **kw
+        )
+    counts = {g: sum(it["noise_group"] == g for it in train) for g in NOISE_GROUPS}
+    print(f"train {len(train)} {counts} | val {len(val)} | test {len(test)} | noise {kw}", flush=True)
+    t = time.perf_counter()
+    sets = {
+        "train": train,
+        "val": val,
+        "test": test,
+        "x_train": load_images(train, args.image_size),
+        "x_val": load_images(val, args.image_size),
+        "x_test": load_images(test, args.image_size),
+        "noise_spec": kw,
+        "noise_counts": noise.get("counts", counts),
+    }
+    print(f"decoded {len(train) + len(val) + len(test)} images in {time.perf_counter() - t:.0f} s", flush=True)
+    return sets
+
+
+def dataset(x: torch.Tensor, items: Sequence[dict], key: str, transform: Any) -> Dataset:
+    """In-memory dataset of uint8 images scaled to [0, 1]; an array ``transform`` is applied to ``image``."""
+    data = [{"image": x[i], key: int(it[key]), "index": i} for i, it in enumerate(items)]
+    tf = transform if isinstance(transform, MapTransform) else Lambdad("image", transform)
+    return Dataset(data, transform=Compose([Lambdad("image", _to_unit_float), tf]))
+
+
+# ------------------------------------------------------------------------------------------------------------ model
+class PerImageStandardize(nn.Module):
+    """Standardise every image and channel to zero mean / unit variance (SynthDR randomises global colour casts)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = x.std(dim=(2, 3), keepdim=True) + 1e-3
+        return (x - mean) / std
+
+
+class AvgMaxPool(nn.Module):
+    """Concatenated global average and max pooling (keeps small, sparse lesions visible)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
+
+
+def tiny_backbone(width: int) -> tuple[nn.Module, int]:
+    """5 blocks conv-BN-ReLU-maxpool (widths w, 2w, 4w, 8w, 8w) + average/max pooling (``--backbone tiny``)."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c in (width, 2 * width, 4 * width, 8 * width, 8 * width):
+        layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        layers.append(nn.MaxPool2d(2))
+        c_in = c
+    layers.append(AvgMaxPool())
+    return nn.Sequential(*layers), 2 * c_in
+
+
+def make_net(args: argparse.Namespace) -> QMixNet:
+    """The network of every method: QMixNet on the chosen backbone (optionally per-image standardised input)."""
+    if args.backbone == "tiny":
+        backbone, dim = tiny_backbone(args.width)
+    else:
+        backbone, dim = build_backbone(args.backbone)
+        if args.pretrained_path:
+            load_pretrained(backbone, args.pretrained_path)
+    if args.input_norm == "per_image":
+        backbone = nn.Sequential(PerImageStandardize(), backbone)
+    return QMixNet(NUM_CLASSES, backbone=backbone, feature_dim=dim, projector_hidden=min(dim, 256))
+
+
+# ------------------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def predict(nets: Sequence[nn.Module], loader: DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax (ensemble of A and B for two networks) probabilities and labels over a loader."""
+    inferer = EnsembleInferer(nets[1] if len(nets) > 1 else None, mode="ensemble" if len(nets) > 1 else "net_a")
+    probs, labels = [], []
+    for batch in loader:
+        probs.append(inferer(batch["image"].to(device), nets[0]).cpu())
+        labels.append(torch.as_tensor(batch["label"]).view(-1))
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+
+def bootstrap_qwk(y: np.ndarray, p: np.ndarray, n: int, seed: int) -> list[float] | None:
+    """Percentile 95 % CI of the QWK over ``n`` seeded resamples of the test set (None when ``n == 0``)."""
+    if n <= 0:
+        return None
+    rng = np.random.default_rng([seed, 95])
+    pred = p.argmax(1)
+    vals = []
+    for _ in range(n):
+        idx = rng.integers(0, y.shape[0], y.shape[0])
+        vals.append(quadratic_weighted_kappa(y[idx], pred[idx], NUM_CLASSES))
+    vals = np.asarray([v for v in vals if np.isfinite(v)])
+    return [float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))] if vals.size else None
+
+
+def _sep_summary(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {
+        "auc_clean": m["auc_clean"],
+        "auc_good": m["auc_good"],
+        "precision": m["precision"],
+        "recall": m["recall"],
+        "accuracy": m["accuracy"],
+        "confusion": np.asarray(m["confusion"]).tolist(),
+    }
+
+
+def _metrics(report: dict[str, Any]) -> dict[str, float]:
+    return {k: float(report[k]) for k in ("qwk", "accuracy", "macro_f1")}
+
+
+# --------------------------------------------------------------------------------------------------------- training
+def run_method(
+    method: str, args: argparse.Namespace, sets: dict, preset: str | None, seed: int, out_stem: str
+) -> dict[str, Any]:
+    """Train one method and return its record (per-epoch curves, best / last test metrics, separation)."""
+    device = torch.device(args.device)
+    set_determinism(seed)
+    two = method != "standard"
+    nets = [make_net(args).to(device) for _ in range(2 if two else 1)]
+    opts = [torch.optim.AdamW(n.parameters(), lr=args.lr, weight_decay=args.weight_decay) for n in nets]
+    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=args.epochs) for o in opts]
+    normalize = args.input_norm == "fundus"
+    train_ds = dataset(sets["x_train"], sets["train"], "label", fundus_views("image", normalize=normalize))
+    train_ds.transform.set_random_state(seed)
+    test_tf = fundus_test_transform(normalize=normalize)
+    sep_loader = DataLoader(
+        dataset(sets["x_train"], sets["train"], "label", test_tf), batch_size=4 * args.batch_size, shuffle=False
+    )
+    loader = DataLoader(
+        train_ds,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    val_loader = DataLoader(dataset(sets["x_val"], sets["val"], "label", test_tf), batch_size=4 * args.batch_size)
+    test_loader = DataLoader(dataset(sets["x_test"], sets["test"], "label", test_tf), batch_size=4 * args.batch_size)
+    truth = np.asarray([NOISE_GROUPS.index(it["noise_group"]) for it in sets["train"]], dtype=np.int64)
+
+    kwargs: dict[str, Any] = {}
+    hp: dict[str, Any] = {}
+    if method == "qmix":
+        name = args.qmix_preset
+        if name == "auto":
+            name = preset if preset in QMIX_PRESETS else "default"
+        qp = get_qmix_preset(name)
+        kwargs.update(omega=qp.omega0, lambda_c=qp.lambda_c)
+        hp = {"qmix_preset": name, "omega0": qp.omega0, "lambda_c": qp.lambda_c}
+    trainer = QMixTrainer(
+        device=device,
+        max_epochs=args.epochs,
+        train_data_loader=loader,
+        network=nets[0],
+        optimizer=opts[0],
+        network_b=nets[1] if two else None,
+        optimizer_b=opts[1] if two else None,
+        lr_scheduler=scheds[0],
+        lr_scheduler_b=scheds[1] if two else None,
+        method=method,
+        warmup_epochs=args.warmup_epochs,
+        separation_loader=sep_loader if two else None,
+        separation_handler_kwargs={"noise_group": truth, "progress": False},
+        seed=seed,
+        decollate=False,
+        amp=device.type == "cuda",
+        **kwargs,
+    )
+    epochs: list[dict[str, Any]] = []
+    state: dict[str, Any] = {"losses": [], "t0": 0.0, "best_val": -math.inf, "last_sep": None}
+
+    def on_start(engine: QMixTrainer) -> None:
+        state["losses"], state["t0"] = [], time.perf_counter()
+
+    def on_iter(engine: QMixTrainer) -> None:
+        state["losses"].append(float(engine.state.output["loss"]))
+
+    def on_epoch(engine: QMixTrainer) -> None:
+        e = int(engine.state.epoch)
+        t_train = time.perf_counter() - state["t0"]
+        p_val, y_val = predict(nets, val_loader, device)
+        p_test, y_test = predict(nets, test_loader, device)
+        val = _metrics(grading_report(y_val, p_val, NUM_CLASSES))
+        test = _metrics(grading_report(y_test, p_test, NUM_CLASSES))
+        sep: dict[str, Any] = {}
+        sep_metrics = getattr(engine.state, "separation_metrics", None) or {}
+        sep_epoch = getattr(engine.state, "separation_epoch", None) or {}
+        for k in ("A", "B"):
+            if sep_epoch.get(k) == e:
+                sep[k] = _sep_summary(sep_metrics.get(k))
+                if k == "A":
+                    state["last_sep"] = engine.state.separation["A"]
+        if not two:  # diagnostic separation of the CE network (not used for training)
+            scores = score_samples(nets[0], sep_loader, device=device, progress=False)
+            res = separate(scores["loss"], scores["uncertainty"], labels=scores["label"], indices=scores["index"])
+            sep["A"] = _sep_summary(separation_metrics(res, truth))
+            state["last_sep"] = res
+        row = {"epoch": e, "loss": float(np.mean(state["losses"])), "time_s": round(t_train, 2), "val": val,
+               "test": test, "separation": sep}  # fmt: skip
+        epochs.append(row)
+        if val["qwk"] > state["best_val"]:
+            state["best_val"] = val["qwk"]
+            state["best"] = {"epoch": e, "test": test, "val": val, "p_test": p_test, "y_test": y_test}
+        state["last"] = {"epoch": e, "test": test, "val": val, "p_test": p_test, "y_test": y_test}
+        a = sep.get("A") or {}
+        sep_txt = f" | sepA AUC_clean {a['auc_clean']:.3f} AUC_good {a['auc_good']:.3f}" if a else ""
+        print(
+            f"  [{preset or args.data} seed {seed} {method}] epoch {e}/{args.epochs} loss {row['loss']:.3f} "
+            f"({t_train:.0f} s) | val QWK {val['qwk']:.3f} | test QWK {test['qwk']:.3f} acc {test['accuracy']:.3f}"
+            f"{sep_txt}",
+            flush=True,
+        )
+
+    trainer.add_event_handler(Events.EPOCH_STARTED, on_start)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, on_iter)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, on_epoch)
+    t = time.perf_counter()
+    trainer.run()
+    wall = time.perf_counter() - t
+
+    scatter = None
+    if state["last_sep"] is not None:
+        res = state["last_sep"]
+        true_groups = align_groups(res, truth)
+        shown = dataclasses.replace(res, groups=true_groups)
+        scatter = plot_separation(
+            shown,
+            f"{out_stem}_{method}_scatter.png",
+            title=f"{method}, {preset or args.data}, seed {seed}: net A, TRUE groups",
+        )
+    best, last = state["best"], state["last"]
+    rec = {
+        "method": method,
+        "seed": seed,
+        "hyper_parameters": hp,
+        "wall_s": round(wall, 1),
+        "epoch_time_s": {
+            "warmup_or_ce": _mean([r["time_s"] for r in epochs if r["epoch"] <= (args.warmup_epochs if two else 0)]),
+            "after_warmup": _mean([r["time_s"] for r in epochs if r["epoch"] > (args.warmup_epochs if two else 0)]),
+        },
+        "best": {"epoch": best["epoch"], "val": best["val"], "test": best["test"]},
+        "last": {"epoch": last["epoch"], "val": last["val"], "test": last["test"]},
+        "qwk_ci95": {
+            "best": bootstrap_qwk(best["y_test"], best["p_test"], args.bootstrap, seed),
+            "last": bootstrap_qwk(last["y_test"], last["p_test"], args.bootstrap, seed),
+        },
+        "epochs": epochs,
+        "scatter_png": os.path.basename(scatter) if scatter else None,
+    }
+    return rec
+
+
+def _mean(x: Sequence[float]) -> float | None:
+    return round(float(np.mean(x)), 2) if len(x) else None
+
+
+# ---------------------------------------------------------------------------------------------------------- reports
+def _fmt(x: Any, nd: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{nd}f}"
+
+
+def _agg(values: Sequence[float]) -> str:
+    v = [x for x in values if x is not None and math.isfinite(x)]
+    if not v:
+        return "–"
+    return f"{np.mean(v):.3f}" if len(v) == 1 else f"{np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}"
+
+
+def last_sep(rec: dict[str, Any]) -> dict[str, Any] | None:
+    for row in reversed(rec["epochs"]):
+        if row["separation"].get("A"):
+            return row["separation"]["A"]
+    return None
+
+
+def targets(recs: dict[str, list[dict]]) -> list[str]:
+    """The issue's SynthDR targets (last epoch), evaluated on the mean over seeds."""
+
+    def m(method: str, key: str, which: str = "last") -> float | None:
+        if method not in recs:
+            return None
+        return float(np.mean([r[which]["test"][key] for r in recs[method]]))
+
+    lines = []
+    q, s, d = m("qmix", "qwk"), m("standard", "qwk"), m("dividemix", "qwk")
+    if q is not None and s is not None:
+        lines.append(f"QMix last QWK {q:.3f} ≥ standard {s:.3f} + 0.10: {'met' if q >= s + 0.10 else 'MISSED'}")
+    if q is not None and d is not None:
+        lines.append(f"QMix last QWK {q:.3f} ≥ DivideMix {d:.3f} + 0.02: {'met' if q >= d + 0.02 else 'MISSED'}")
+    if q is not None:
+        qb = m("qmix", "qwk", "best")
+        lines.append(f"QMix last {q:.3f} ≥ its best {qb:.3f} − 0.03: {'met' if q >= qb - 0.03 else 'MISSED'}")
+        seps = [last_sep(r) for r in recs["qmix"]]
+        for key in ("auc_clean", "auc_good"):
+            v = [x[key] for x in seps if x is not None]
+            if v:
+                mv = float(np.mean(v))
+                lines.append(f"QMix separation {key} (net A, last) {mv:.3f} ≥ 0.90: {'met' if mv >= 0.9 else 'MISSED'}")
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    lines = [
+        f"# Robustness benchmark ({cfg['data']})",
+        "",
+        f"- date (UTC): {result['date']}; hardware: {result['hardware']}; torch {result['torch']}",
+        f"- command: `{result['command']}`",
+        f"- network `{cfg['backbone']}` at {cfg['image_size']} px, {cfg['epochs']} epochs "
+        f"({cfg['warmup_epochs']} warm-up for dividemix/qmix), batch {cfg['batch_size']}, AdamW lr {cfg['lr']} "
+        f"cosine, seeds {cfg['seeds']}",
+        "- best = test metrics at the epoch of the best **validation** QWK; last = last epoch; two-network methods "
+        "predict with the A+B softmax ensemble; separation metrics of network A at its last separation "
+        "(standard: diagnostic separation of its network, not used in training); mean ± sd over seeds.",
+        "",
+    ]
+    for preset, block in result["presets"].items():
+        recs = block["methods"]
+        lines += [
+            f"## {preset}",
+            "",
+            f"train {block['n_train']} ({block['noise_counts_text']}), val {block['n_val']}, test {block['n_test']} "
+            f"(clean); noise: `{json.dumps(block['noise_spec'])}`",
+            "",
+            "| method | QWK best | QWK last | QWK last 95% CI | acc best | acc last | F1 best | F1 last | "
+            "AUC_clean | AUC_good | s/epoch (post warm-up) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for method, rs in recs.items():
+            ci = rs[0]["qwk_ci95"]["last"] if len(rs) == 1 else None
+            seps = [last_sep(r) for r in rs]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        method,
+                        _agg([r["best"]["test"]["qwk"] for r in rs]),
+                        _agg([r["last"]["test"]["qwk"] for r in rs]),
+                        f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "–",
+                        _agg([r["best"]["test"]["accuracy"] for r in rs]),
+                        _agg([r["last"]["test"]["accuracy"] for r in rs]),
+                        _agg([r["best"]["test"]["macro_f1"] for r in rs]),
+                        _agg([r["last"]["test"]["macro_f1"] for r in rs]),
+                        _agg([s["auc_clean"] for s in seps if s]),
+                        _agg([s["auc_good"] for s in seps if s]),
+                        _fmt(_mean([r["epoch_time_s"]["after_warmup"] or math.nan for r in rs]), 1),
+                    ]
+                )
+                + " |"
+            )
+        lines += [
+            "",
+            f"Per-group separation of network A at the last separation (precision / recall; seed {cfg['seeds'][0]}):",
+            "",
+            "| method | correct P/R | mis_h P/R | mis_l P/R |",
+            "|---|---|---|---|",
+        ]
+        for method, rs in recs.items():
+            s = last_sep(rs[0])
+            if s:
+                cells = [f"{_fmt(s['precision'][g], 2)} / {_fmt(s['recall'][g], 2)}" for g in NOISE_GROUPS]
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        tl = targets(recs)
+        if tl and cfg["data"] == "synthdr":
+            lines += ["", "Targets of issue 8 (SynthDR, last epoch, mean over seeds):", ""]
+            lines += [f"- {t}" for t in tl]
+        lines += ["", f"![QWK per epoch]({block['qwk_png']})", ""]
+        lines += [f"![{m} scatter]({rs[0]['scatter_png']})" for m, rs in recs.items() if rs[0]["scatter_png"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_curves(recs: dict[str, list[dict]], path: str, title: str) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=80)
+    FigureCanvasAgg(fig)
+    ax_q, ax_s = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    colours = {"standard": "tab:gray", "dividemix": "tab:blue", "qmix": "tab:red"}
+    for method, rs in recs.items():
+        r = rs[0]
+        ep = [row["epoch"] for row in r["epochs"]]
+        c = colours.get(method)
+        ax_q.plot(ep, [row["test"]["qwk"] for row in r["epochs"]], "-o", ms=3, color=c, label=f"{method} test")
+        ax_q.plot(ep, [row["val"]["qwk"] for row in r["epochs"]], "--", color=c, alpha=0.6, label=f"{method} val")
+        pts = [(row["epoch"], row["separation"]["A"]) for row in r["epochs"] if row["separation"].get("A")]
+        if pts:
+            ax_s.plot([e for e, _ in pts], [s["auc_clean"] for _, s in pts], "-o", ms=3, color=c,
+                      label=f"{method} AUC_clean")  # fmt: skip
+            good = [(e, s["auc_good"]) for e, s in pts if math.isfinite(s["auc_good"])]
+            if good:
+                ax_s.plot(*zip(*good), ":s", ms=3, color=c, label=f"{method} AUC_good")
+    ax_q.set_xlabel("epoch")
+    ax_q.set_ylabel("QWK")
+    ax_q.set_title(title)
+    ax_q.legend(fontsize=7)
+    ax_s.set_xlabel("epoch")
+    ax_s.set_ylabel("separation AUC (net A)")
+    ax_s.set_ylim(0.3, 1.02)
+    ax_s.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def _clean_nan(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean_nan(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean_nan(v) for v in o]
+    return o
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    set_track_meta(False)
+    os.makedirs(args.out, exist_ok=True)
+    tag = args.tag or f"robustness_{args.data}"
+    stem_all = os.path.join(args.out, tag)
+    result: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "command": "python " + shlex.join([os.path.relpath(sys.argv[0]), *(sys.argv[1:] if argv is None else argv)]),
+        "hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if torch.device(args.device).type == "cuda" else ""),
+        "torch": torch.__version__,
+        "config": {k: v for k, v in vars(args).items() if k not in ("cache_dir",)},
+        "presets": {},
+    }
+    t_all = time.perf_counter()
+    for preset in args.preset:
+        name = preset or f"mis_h{noise_kwargs(args, None)['mis_h']}"
+        stem = f"{stem_all}_{name}"
+        recs: dict[str, list[dict]] = {m: [] for m in args.methods}
+        block: dict[str, Any] = {}
+        for seed in args.seeds:
+            print(f"== {name}, seed {seed} ==", flush=True)
+            sets = make_sets(args, preset, seed)
+            block.update(
+                n_train=len(sets["train"]),
+                n_val=len(sets["val"]),
+                n_test=len(sets["test"]),
+                noise_spec=sets["noise_spec"],
+                noise_counts_text=", ".join(
+                    f"{g} {sum(it['noise_group'] == g for it in sets['train'])}" for g in NOISE_GROUPS
+                ),
+            )
+            for method in args.methods:
+                recs[method].append(run_method(method, args, sets, preset, seed, stem))
+        block["methods"] = recs
+        block["qwk_png"] = os.path.basename(plot_curves(recs, f"{stem}_qwk.png", f"test/val QWK, {name}"))
+        block["targets"] = targets(recs) if args.data == "synthdr" else []
+        result["presets"][name] = block
+        for line in block["targets"]:
+            print("  target:", line, flush=True)
+    result["wall_s"] = round(time.perf_counter() - t_all, 1)
+    with open(stem_all + ".json", "w") as f:
+        json.dump(_clean_nan(result), f, indent=1, default=_json_default)
+    md = markdown(result) + f"\nTotal wall time: {result['wall_s'] / 60:.1f} min.\n"
+    with open(stem_all + ".md", "w") as f:
+        f.write(md)
+    print(md, flush=True)
+    print(f"wrote {stem_all}.json, {stem_all}.md and PNGs in {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
