@@ -78,8 +78,7 @@ from monai_qmix.engines.evaluator import EnsembleInferer
 from monai_qmix.engines.trainer import QMixTrainer
 from monai_qmix.handlers.grading_metrics import grading_report, quadratic_weighted_kappa
 from monai_qmix.losses.schedules import QMIX_PRESETS, get_qmix_preset
-from monai_qmix.networks import QMixNet
-from monai_qmix.networks.qmix_net import Backbone, build_backbone, load_pretrained
+from monai_qmix.networks import Backbone, QMixNet, SmallCNN, build_backbone, load_pretrained
 from monai_qmix.separation import align_groups, plot_separation, score_samples, separate, separation_metrics
 from monai_qmix.transforms.augment import fundus_test_transform, fundus_views
 
@@ -332,29 +331,11 @@ class PerImageStandardize(nn.Module):
         return (x - mean) / std
 
 
-class AvgMaxPool(nn.Module):
-    """Concatenated global average and max pooling (keeps small, sparse lesions visible)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)
-
-
-def tiny_backbone(width: int) -> tuple[nn.Module, int]:
-    """5 blocks conv-BN-ReLU-maxpool (widths w, 2w, 4w, 8w, 8w) + average/max pooling (``--backbone tiny``)."""
-    layers: list[nn.Module] = []
-    c_in = 3
-    for c in (width, 2 * width, 4 * width, 8 * width, 8 * width):
-        layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
-        layers.append(nn.MaxPool2d(2))
-        c_in = c
-    layers.append(AvgMaxPool())
-    return nn.Sequential(*layers), 2 * c_in
-
-
 def make_net(args: argparse.Namespace) -> QMixNet:
     """The network of every method: QMixNet on the chosen backbone (optionally per-image standardised input)."""
     if args.backbone == "tiny":
-        backbone, dim = tiny_backbone(args.width)
+        backbone = SmallCNN(width=args.width)  # 5 conv-BN-ReLU-maxpool blocks + average/max pooling
+        dim = backbone.feature_dim
     else:
         backbone, dim = build_backbone(args.backbone)
         if args.pretrained_path:
