@@ -7,6 +7,6 @@
 
 from __future__ import annotations
 
-from .qmix_net import Backbone, QMixNet, build_backbone, load_pretrained
+from .qmix_net import Backbone, QMixNet, SmallCNN, build_backbone, load_pretrained
 
-__all__ = ["Backbone", "QMixNet", "build_backbone", "load_pretrained"]
+__all__ = ["Backbone", "QMixNet", "SmallCNN", "build_backbone", "load_pretrained"]
