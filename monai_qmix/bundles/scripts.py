@@ -1,0 +1,321 @@
+# Copyright (c) monai_qmix contributors.
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in
+# compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software distributed under the License is
+# distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+"""Python glue of the rendered bundles: datalists with a fail-fast dataset check, checkpoint dicts, the CSV writer.
+
+Everything here is called from the bundle configs (``"$monai_qmix.bundles.scripts.build_datalists(...)"``), so the
+configs stay declarative and every bundle shares one implementation.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from monai_qmix.bundles.specs import BUNDLE_SPECS, SYNTHETIC_COMMAND
+from monai_qmix.data import DATASETS, IMAGE_EXTENSIONS, UNGRADABLE, DatalistError, load_datalist, split_by_patient
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = [
+    "DatasetNotFoundError",
+    "GradePredictionWriter",
+    "attach",
+    "build_datalists",
+    "checkpoint_objects",
+    "dataset_help",
+    "eval_datalist",
+    "image_folder_datalist",
+]
+
+#: keys kept in the bundle datalists (a fixed set, so that ``default_collate`` never meets a missing key).
+_KEYS = ("image", "label", "index", "quality", "true_label", "noise_group", "id")
+_NOISE_GROUPS = ("correct", "mis_h", "mis_l")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """``dataset_dir`` is missing, empty or not in the dataset's layout (the message says what to do)."""
+
+
+def _reader(name: str) -> str:
+    return "aptos" if name == "synthetic" else name
+
+
+def dataset_help(name: str, dataset_dir: str | os.PathLike, problem: str) -> str:
+    """The one message shown when a bundle cannot read its dataset.
+
+    Args:
+        name: bundle / dataset name (``aptos``, ..., ``synthetic``).
+        dataset_dir: the folder that was searched.
+        problem: what is wrong (first line of the message).
+
+    Returns:
+        a multi-line message naming the directory, the expected layout, the download link and the synthetic
+        bundle's command.
+    """
+    info = DATASETS[_reader(name)]
+    spec = BUNDLE_SPECS.get(name)
+    where = spec.download if spec is not None else "see the bundle's docs/README.md"
+    return (
+        f"{problem}\n"
+        f"  dataset_dir: {os.path.abspath(dataset_dir)}\n"
+        f"  expected layout ({name}): {info.layout}\n"
+        f"  download: {where}\n"
+        f"  pass the folder with --dataset_dir <path>; or try the self-contained synthetic bundle first:\n"
+        f"    {SYNTHETIC_COMMAND}"
+    )
+
+
+def _check_dir(name: str, dataset_dir: str | os.PathLike) -> None:
+    path = Path(dataset_dir)
+    if not path.is_dir():
+        raise DatasetNotFoundError(dataset_help(name, dataset_dir, f"Dataset folder not found: '{dataset_dir}'."))
+    if not any(path.iterdir()):
+        raise DatasetNotFoundError(dataset_help(name, dataset_dir, f"Dataset folder is empty: '{dataset_dir}'."))
+
+
+def _read(name: str, dataset_dir: str | os.PathLike, split: str, reader_options: Mapping[str, Any] | None) -> list:
+    _check_dir(name, dataset_dir)
+    try:
+        items = load_datalist(_reader(name), dataset_dir, split, **dict(reader_options or {}))
+    except (FileNotFoundError, DatalistError) as e:
+        raise DatasetNotFoundError(
+            dataset_help(name, dataset_dir, f"Cannot read the {name} dataset (split '{split}'): {e}")
+        ) from None
+    if not items:
+        raise DatasetNotFoundError(dataset_help(name, dataset_dir, f"No sample found for split '{split}'."))
+    return items
+
+
+def _clean(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Items with exactly the keys of :data:`_KEYS` (``true_label`` / ``noise_group`` default to unknown)."""
+    out = []
+    for i, it in enumerate(items):
+        d = {k: it[k] for k in _KEYS if k in it and it[k] is not None}
+        d["index"] = i
+        d.setdefault("quality", -1)
+        d.setdefault("true_label", -1)
+        ng = d.get("noise_group", -1)
+        d["noise_group"] = _NOISE_GROUPS.index(ng) if isinstance(ng, str) else int(ng)
+        d["id"] = str(d.get("id", i))
+        out.append(d)
+    return out
+
+
+def _ensure_synthdr(dataset_dir: str | os.PathLike, synthdr: Mapping[str, Any]) -> None:
+    if (Path(dataset_dir) / "train.csv").exists():
+        return
+    from monai_qmix.data import generate_synthdr
+
+    kwargs = {"num": 300, "size": 96, "seed": 0, **dict(synthdr)}
+    print(f"SynthDR: generating {kwargs['num']} images ({kwargs['size']} px) into {dataset_dir} (first run only).")
+    generate_synthdr(dataset_dir, **kwargs)
+
+
+def build_datalists(
+    name: str,
+    dataset_dir: str | os.PathLike,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    reader_options: Mapping[str, Any] | None = None,
+    noise_preset: str | None = None,
+    noise_seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    synthdr: Mapping[str, Any] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Read a dataset's ``train`` split and split it by patient into the bundle's training and validation lists.
+
+    * ``name="synthetic"``: SynthDR (APTOS layout) is generated into ``dataset_dir`` first when it holds no
+      ``train.csv`` (``synthdr``: arguments of :func:`~monai_qmix.data.generate_synthdr`).
+    * Ungradable training images (``label == -1``: DDR grade 5, Messidor-2 ungradable, ODIR quality-only eyes) are
+      natural Mis-L: they get a uniformly random grade (``np.random.default_rng([seed, 7])``), as the official
+      QMix code; they are left out of the validation list.
+    * ``noise_preset``: a name of :data:`~monai_qmix.data.MIXED_NOISE_PRESETS`; the training list becomes the
+      mixed-noise set of :func:`~monai_qmix.data.build_mixed_noise` (degraded images written to ``cache_dir``).
+
+    Args:
+        name: bundle name (a reader of :func:`~monai_qmix.data.load_datalist`, or ``synthetic``).
+        dataset_dir: the dataset folder.
+        val_fraction: fraction of the ``train`` split held out for validation (patient-level, stratified).
+        seed: seed of the split and of the random grades.
+        reader_options: extra keyword options of the reader.
+        noise_preset: optional synthetic mixed-noise preset applied to the training list.
+        noise_seed: seed of the noise.
+        cache_dir: folder for degraded images of the noise preset.
+        num_classes: number of classes (default: the dataset's).
+        synthdr: options of the SynthDR generator (``synthetic`` only).
+
+    Returns:
+        ``{"train": [...], "val": [...]}``, items with ``image, label, index, quality, true_label, noise_group,
+        id`` (``noise_group`` code 0/1/2, ``-1`` unknown).
+
+    Raises:
+        DatasetNotFoundError: missing or empty ``dataset_dir``, or a folder the reader cannot read; the message
+            names the folder, the expected layout, the download link and the synthetic bundle's command.
+        ValueError: bad ``val_fraction``.
+    """
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
+    if name == "synthetic":
+        _ensure_synthdr(dataset_dir, synthdr or {})
+    items = _read(name, dataset_dir, "train", reader_options)
+    k = int(num_classes or DATASETS[_reader(name)].num_classes)
+    key = "patient" if any(it.get("patient") not in (None, "") for it in items) else "index"  # per image
+    fractions = (1.0 - float(val_fraction), float(val_fraction))
+    for stratify in (True, False):  # stratified by grade; unstratified when strata are too small (tiny sets)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a part left empty is handled below
+            train, val = split_by_patient(items, fractions=fractions, seed=int(seed), stratify=stratify, key=key)
+        val = [it for it in val if int(it["label"]) != UNGRADABLE]
+        if val:
+            break
+    if not val:
+        raise DatasetNotFoundError(dataset_help(name, dataset_dir, "The validation split has no gradable image."))
+    if noise_preset:
+        from monai_qmix.data import build_mixed_noise, mixed_noise_preset
+
+        kwargs = {**mixed_noise_preset(noise_preset), "num_classes": k, "seed": int(noise_seed)}
+        cache = cache_dir if cache_dir is not None else os.path.join(str(dataset_dir), ".qmix_cache")
+        train, _ = build_mixed_noise(train, cache_dir=cache, **kwargs)
+    else:
+        rng = np.random.default_rng([int(seed), 7])
+        fixed = []
+        for it in train:
+            it = dict(it)
+            if int(it["label"]) == UNGRADABLE:
+                it.update(label=int(rng.integers(k)), true_label=-1, noise_group="mis_l", quality=0)
+            fixed.append(it)
+        train = fixed
+    return {"train": _clean(train), "val": _clean(val)}
+
+
+def eval_datalist(
+    name: str,
+    dataset_dir: str | os.PathLike,
+    split: str | None = None,
+    reader_options: Mapping[str, Any] | None = None,
+    **split_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """The evaluation list: the reader's ``split`` (e.g. ``"test"``), or the validation part when ``None``.
+
+    Ungradable images are left out. ``split_kwargs`` go to :func:`build_datalists` when ``split`` is ``None``.
+
+    Raises:
+        DatasetNotFoundError: as :func:`build_datalists`.
+    """
+    if split is None:
+        return build_datalists(name, dataset_dir, reader_options=reader_options, **split_kwargs)["val"]
+    items = [it for it in _read(name, dataset_dir, split, reader_options) if int(it["label"]) != UNGRADABLE]
+    if not items:
+        raise DatasetNotFoundError(dataset_help(name, dataset_dir, f"Split '{split}' has no gradable image."))
+    return _clean(items)
+
+
+def image_folder_datalist(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """All images under ``folder`` (recursive, sorted), as ``{"image": path, "index": i}`` items for inference.
+
+    Raises:
+        FileNotFoundError: missing folder or no image with an extension of :data:`~monai_qmix.data.IMAGE_EXTENSIONS`.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input_dir: no such folder '{folder}' (expected a folder of fundus images).")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise FileNotFoundError(f"input_dir: no image ({', '.join(IMAGE_EXTENSIONS)}) found under '{folder}'.")
+    return [{"image": f, "index": i} for i, f in enumerate(files)]
+
+
+def attach(handler: Any, engine: Engine) -> Any:
+    """``handler.attach(engine)`` unless ``handler`` is ``None`` (a ``_disabled_`` config item); returns it."""
+    if handler is not None:
+        handler.attach(engine)
+    return handler
+
+
+def checkpoint_objects(**objects: Any) -> dict[str, Any]:
+    """The given objects without the ``None`` ones (e.g. no ``network_b`` for ``method="standard"``).
+
+    Used for ``CheckpointLoader(load_dict=...)`` so that one config serves one- and two-network checkpoints.
+    """
+    return {k: v for k, v in objects.items() if v is not None}
+
+
+class GradePredictionWriter:
+    """Write ``image, prob_0 .. prob_{K-1}, pred`` per sample to a CSV (rank 0), for ``inference.json``.
+
+    Reads ``pred`` (class probabilities) from the engine output and the file name from the image's metadata.
+
+    Args:
+        filepath: the CSV file (its folder is created).
+        class_names: optional names; the header then reads ``prob_<name>`` and a ``pred_name`` column is added.
+        name: logger name (default: the engine's logger).
+
+    Raises:
+        ValueError: empty ``filepath``.
+    """
+
+    def __init__(self, filepath: str | os.PathLike, class_names: Sequence[str] | None = None, name: str | None = None):
+        if not str(filepath):
+            raise ValueError("filepath: expected a CSV file path, got an empty value.")
+        self.filepath = str(filepath)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.name = name
+        self.rows: list[list[Any]] = []
+
+    def attach(self, engine: Engine) -> None:
+        """Collect at every iteration, write at the end of the run."""
+        from ignite.engine import Events
+
+        if not engine.has_event_handler(self._started, Events.STARTED):
+            engine.add_event_handler(Events.STARTED, self._started)
+        if not engine.has_event_handler(self, Events.ITERATION_COMPLETED):
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        if not engine.has_event_handler(self._write, Events.COMPLETED):
+            engine.add_event_handler(Events.COMPLETED, self._write)
+
+    def _started(self, engine: Engine) -> None:
+        self.rows = []
+
+    def __call__(self, engine: Engine) -> None:
+        """Collect the rows of the current batch (decollated list of dicts or batch dict)."""
+        out = engine.state.output
+        items = out if isinstance(out, list) else [dict(zip(out, v)) for v in zip(*out.values())]
+        for it in items:
+            prob = torch.as_tensor(it["pred"]).detach().float().reshape(-1).cpu()
+            img = it.get("image")
+            fname = getattr(img, "meta", {}).get("filename_or_obj", "") if img is not None else ""
+            self.rows.append([str(fname), *[round(float(p), 6) for p in prob], int(prob.argmax())])
+
+    def _write(self, engine: Engine) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_rank() > 0:
+                return
+        if not self.rows:
+            warnings.warn("GradePredictionWriter: no prediction to write.", stacklevel=2)
+            return
+        k = len(self.rows[0]) - 2
+        names = self.class_names if self.class_names is not None and len(self.class_names) == k else None
+        header = ["image", *[f"prob_{names[c] if names else c}" for c in range(k)], "pred"]
+        rows = [r + [names[r[-1]]] for r in self.rows] if names else self.rows
+        if names:
+            header.append("pred_name")
+        os.makedirs(os.path.dirname(os.path.abspath(self.filepath)), exist_ok=True)
+        with open(self.filepath, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(rows)
+        (engine.logger if self.name is None else __import__("logging").getLogger(self.name)).info(
+            f"GradePredictionWriter: wrote {len(rows)} predictions to {self.filepath}"
+        )

@@ -1,0 +1,829 @@
+# Copyright (c) monai_qmix contributors.
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in
+# compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software distributed under the License is
+# distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+"""The one bundle template: Python dicts rendered into every ``bundles/qmix_<name>/`` with :mod:`.specs` parameters.
+
+Design (see ``docs/README.md`` of a rendered bundle for the user view):
+
+* every hyper-parameter is a top-level key (``--epochs 5`` overrides it); the engines only reference them;
+* ``method`` selects the trainer mode (:class:`~monai_qmix.engines.QMixTrainer` ``qmix`` | ``dividemix`` |
+  ``standard``): network B, its optimiser and scheduler are ``_disabled_`` for ``standard``, the training views
+  follow the method (2 weak + 2 strong, or 1 strong);
+* the savers are top-level items attached in ``initialize`` (the best one to the evaluator, by the key metric; the
+  final one to the trainer), so that their ``save_dict`` can be the trainer's ``checkpoint_dict()`` (both networks,
+  optimisers, schedulers, separation state, RNG state) without a circular reference;
+* standard MONAI property ids (``bundle_root``, ``device``, ``dataset_dir``, ``train#trainer``, ``train#dataset``,
+  ``train#inferer``, ``train#handlers``, ``validate#evaluator``, ...) are kept, so ``check_properties()``, MONAI's
+  ``--tracking mlflow`` and other MONAI tooling can drive the bundles.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monai_qmix.bundles.specs import QMIX_REFERENCE, SYNTHETIC_COMMAND, BundleSpec
+from monai_qmix.data import DATASETS
+from monai_qmix.losses import get_qmix_preset
+
+__all__ = [
+    "PINNED_VERSIONS",
+    "hyper_parameters",
+    "train_config",
+    "evaluate_config",
+    "inference_config",
+    "multi_gpu_config",
+    "metadata",
+    "metadata_schema",
+    "LOGGING_CONF",
+    "readme",
+    "licence",
+]
+
+#: versions written into ``metadata.json`` (the reference environment; rendering must not depend on the host).
+PINNED_VERSIONS = {
+    "monai": "1.6.1",
+    "torch": "2.13.0",
+    "numpy": "2.4.6",
+    "monai_qmix": "0.1.0",
+    "pytorch-ignite": "0.5.5",
+    "fire": "0.7.1",
+    "pillow": "11.0.0",
+    "scikit-learn": "1.6.1",
+    "scipy": "1.15.0",
+}
+#: official QMix fundus statistics (``monai_qmix.transforms.augment.FUNDUS_MEAN`` / ``FUNDUS_STD``).
+_MEAN, _STD = [0.426, 0.298, 0.213], [0.277, 0.203, 0.169]
+_SCRIPTS = "monai_qmix.bundles.scripts"
+_AUG = "monai_qmix.transforms.augment"
+
+
+def _reader(spec: BundleSpec) -> str:
+    return "aptos" if spec.name == "synthetic" else spec.name
+
+
+def hyper_parameters(spec: BundleSpec) -> dict[str, Any]:
+    """The top-level, overridable hyper-parameters of a bundle (paper defaults + the dataset's preset)."""
+    preset = get_qmix_preset(spec.preset)
+    hp: dict[str, Any] = {
+        "method": "qmix",
+        "network": "resnet50",
+        "pretrained_path": None,
+        "image_size": 384,
+        "batch_size": 16,
+        "epochs": 100,
+        "warmup_epochs": 10,
+        "lr": 0.001,
+        "weight_decay": 0.0001,
+        "omega0": preset.omega0,
+        "omega_schedule": "linear",
+        "lambda_c": preset.lambda_c,
+        "tau": 0.07,
+        "lambda_m": 1.0,
+        "lambda_reg": 1.0,
+        "test_mode": "ensemble",
+        "key_metric": "qwk",
+        "noise_preset": None,
+        "noise_seed": 0,
+        "val_fraction": 0.2,
+        "val_interval": 1,
+        "seed": 0,
+        "num_workers": 4,
+        "num_threads": None,
+        "fov_crop": False,
+        "progress": True,
+        "reader_options": {},
+        "normalization": "fundus",
+        "norm_mean": list(_MEAN),
+        "norm_std": list(_STD),
+    }
+    extra = dict(spec.overrides)
+    if spec.name == "synthetic":
+        hp["synthdr_num"], hp["synthdr_size"] = extra.pop("synthdr_num"), extra.pop("synthdr_size")
+    hp.update(extra)
+    return hp
+
+
+def _net(disabled: str | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "_target_": "monai_qmix.networks.QMixNet",
+        "num_classes": "@num_classes",
+        "backbone": "@network",
+        "pretrained_path": "@pretrained_path",
+    }
+    if disabled:
+        d["_disabled_"] = disabled
+    return d
+
+
+def train_config(spec: BundleSpec) -> dict[str, Any]:
+    """``configs/train.json``."""
+    info = DATASETS[_reader(spec)]
+    hp = hyper_parameters(spec)
+    synthetic = spec.name == "synthetic"
+    cfg: dict[str, Any] = {
+        "imports": [
+            "$import os",
+            "$import torch",
+            "$import monai",
+            "$import monai_qmix",
+            f"$import {_SCRIPTS}",
+            "$import monai_qmix.handlers",
+        ],
+        "bundle_root": f"bundles/qmix_{spec.name}",
+        "dataset_name": spec.name,
+        "dataset_dir": "$@bundle_root + '/data/synthdr'" if synthetic else f"/data/{spec.name}",
+        "output_dir": "$@bundle_root + '/eval'",
+        "ckpt_dir": "$@bundle_root + '/models'",
+        "ckpt_path": "$@ckpt_dir + '/model.pt'",
+        "resume_ckpt": None,
+        **hp,
+        "num_classes": info.num_classes,
+        "class_names": list(info.classes),
+        "normalization_mode": "$monai.utils.look_up_option(@normalization, ['fundus', 'per_image'])",
+        "synthdr": (
+            {"num": "@synthdr_num", "size": "@synthdr_size", "seed": 0, "workers": "$max(1, @num_workers)"}
+            if synthetic
+            else None
+        ),
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "amp": "$@device.type == 'cuda'",
+        "tensorboard": "$monai.utils.optional_import('torch.utils.tensorboard', name='SummaryWriter')[1]",
+        "is_not_rank0": (
+            "$torch.distributed.is_available() and torch.distributed.is_initialized() "
+            "and torch.distributed.get_rank() > 0"
+        ),
+        "datalists": (
+            f"${_SCRIPTS}.build_datalists(@dataset_name, @dataset_dir, val_fraction=@val_fraction, seed=@seed, "
+            "reader_options=@reader_options, noise_preset=@noise_preset, noise_seed=@noise_seed, "
+            "cache_dir=@output_dir + '/noise_cache', num_classes=@num_classes, synthdr=@synthdr)"
+        ),
+        "network_def": _net(),
+        "network_b_def": _net("$@method == 'standard'"),
+        "net_a": "$@network_def.to(@device)",
+        "net_b": "$None if @network_b_def is None else @network_b_def.to(@device)",
+        "optimizer": {
+            "_target_": "torch.optim.AdamW",
+            "params": "$@net_a.parameters()",
+            "lr": "@lr",
+            "weight_decay": "@weight_decay",
+        },
+        "optimizer_b": {
+            "_target_": "torch.optim.AdamW",
+            "_disabled_": "$@net_b is None",
+            "params": "$[] if @net_b is None else @net_b.parameters()",
+            "lr": "@lr",
+            "weight_decay": "@weight_decay",
+        },
+        "lr_scheduler": {
+            "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+            "optimizer": "@optimizer",
+            "T_max": "@epochs",
+        },
+        "lr_scheduler_b": {
+            "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+            "_disabled_": "$@optimizer_b is None",
+            "optimizer": "@optimizer_b",
+            "T_max": "@epochs",
+        },
+        "omega": {
+            "_target_": "monai_qmix.losses.OmegaSchedule",
+            "omega0": "@omega0",
+            "max_epochs": "@epochs",
+            "warmup_epochs": "$min(@warmup_epochs, @epochs)",
+            "schedule": "$@omega_schedule if @epochs > @warmup_epochs else 'constant'",
+        },
+        "train": {
+            "deterministic_transforms": [
+                {
+                    "_target_": "monai.transforms.LoadImaged",
+                    "keys": "image",
+                    "reader": "PILReader",
+                    "converter": "$lambda im: im.convert('RGB')",
+                    "image_only": True,
+                },
+                {"_target_": "monai.transforms.EnsureChannelFirstd", "keys": "image", "channel_dim": -1},
+                {
+                    "_target_": "monai.transforms.ScaleIntensityRanged",
+                    "keys": "image",
+                    "a_min": 0.0,
+                    "a_max": 255.0,
+                    "b_min": 0.0,
+                    "b_max": 1.0,
+                },
+                {
+                    "_target_": "monai_qmix.transforms.fundus.CropFundusFOVd",
+                    "keys": "image",
+                    "_disabled_": "$not @fov_crop",
+                },
+                {
+                    "_target_": "monai.transforms.Resized",
+                    "keys": "image",
+                    "spatial_size": "$[@image_size, @image_size]",
+                },
+                {"_target_": "monai.transforms.EnsureTyped", "keys": "image", "dtype": "$torch.float32"},
+            ],
+            "views": {
+                "_target_": f"{_AUG}.fundus_views",
+                "keys": "image",
+                "n_weak": "$0 if @method == 'standard' else 2",
+                "n_strong": "$1 if @method == 'standard' else 2",
+                "weak": {
+                    "_target_": f"{_AUG}.fundus_weak_augment",
+                    "normalize": "$@normalization_mode == 'fundus'",
+                    "mean": "@norm_mean",
+                    "std": "@norm_std",
+                },
+                "strong": {
+                    "_target_": f"{_AUG}.fundus_strong_augment",
+                    "normalize": "$@normalization_mode == 'fundus'",
+                    "mean": "@norm_mean",
+                    "std": "@norm_std",
+                },
+            },
+            "per_image_normalize": {
+                "_target_": "monai.transforms.NormalizeIntensityd",
+                "_disabled_": "$@normalization_mode != 'per_image'",
+                "keys": ["image_w1", "image_w2", "image_s1", "image_s2"],
+                "channel_wise": True,
+                "allow_missing_keys": True,
+            },
+            "preprocessing": {
+                "_target_": "monai.transforms.Compose",
+                "transforms": (
+                    "$@train#deterministic_transforms + [@train#views] + "
+                    "([] if @train#per_image_normalize is None else [@train#per_image_normalize])"
+                ),
+            },
+            "dataset": {
+                "_target_": "monai.data.Dataset",
+                "data": "$@datalists['train']",
+                "transform": "@train#preprocessing",
+            },
+            "dataloader": {
+                "_target_": "monai.data.DataLoader",
+                "dataset": "@train#dataset",
+                "batch_size": "@batch_size",
+                "shuffle": True,
+                "drop_last": True,
+                "num_workers": "@num_workers",
+            },
+            "separation_dataset": {
+                "_target_": "monai.data.Dataset",
+                "data": "$@datalists['train']",
+                "transform": "@validate#preprocessing",
+            },
+            "separation_loader": {
+                "_target_": "monai.data.DataLoader",
+                "dataset": "@train#separation_dataset",
+                "batch_size": "$4 * @batch_size",
+                "shuffle": False,
+                "num_workers": "@num_workers",
+            },
+            "inferer": {"_target_": "monai.inferers.SimpleInferer"},
+            "handlers": [
+                {
+                    "_target_": "monai.handlers.ValidationHandler",
+                    "validator": "@validate#evaluator",
+                    "interval": "@val_interval",
+                    "epoch_level": True,
+                },
+                {
+                    "_target_": "monai.handlers.StatsHandler",
+                    "name": None,
+                    "tag_name": "train_loss",
+                    "iteration_log": "$not @progress",
+                    "output_transform": "$monai.handlers.from_engine(['loss'], first=True)",
+                },
+                {
+                    "_target_": "monai.handlers.TensorBoardStatsHandler",
+                    "_disabled_": "$not @tensorboard or @is_not_rank0",
+                    "log_dir": "$@output_dir + '/tensorboard'",
+                    "tag_name": "train_loss",
+                    "output_transform": "$monai.handlers.from_engine(['loss'], first=True)",
+                },
+                {
+                    "_target_": "ignite.handlers.ProgressBar",
+                    "_disabled_": "$not @progress or @is_not_rank0",
+                    "persist": False,
+                },
+            ],
+            "trainer": {
+                "_target_": "monai_qmix.engines.QMixTrainer",
+                "device": "@device",
+                "max_epochs": "@epochs",
+                "train_data_loader": "@train#dataloader",
+                "network": "@net_a",
+                "optimizer": "@optimizer",
+                "network_b": "@net_b",
+                "optimizer_b": "@optimizer_b",
+                "lr_scheduler": "@lr_scheduler",
+                "lr_scheduler_b": "@lr_scheduler_b",
+                "method": "@method",
+                "warmup_epochs": "$min(@warmup_epochs, @epochs)",
+                "separation_loader": "$None if @method == 'standard' else @train#separation_loader",
+                "separation_handler_kwargs": {
+                    "progress": "$@progress and not @is_not_rank0",
+                    "output_dir": "$@output_dir + '/separation'",
+                },
+                "omega": "@omega",
+                "lambda_c": "$0.0 if @method != 'qmix' else @lambda_c",
+                "contrastive_temperature": "@tau",
+                "lambda_m": "@lambda_m",
+                "lambda_reg": "@lambda_reg",
+                "strong_views": "$1 if @method == 'standard' else 2",
+                "seed": "@seed",
+                "train_handlers": "@train#handlers",
+                "amp": "@amp",
+            },
+        },
+        "validate": {
+            "normalize": {
+                "_target_": "monai.transforms.NormalizeIntensityd",
+                "keys": "image",
+                "subtrahend": "$@norm_mean if @normalization_mode == 'fundus' else None",
+                "divisor": "$@norm_std if @normalization_mode == 'fundus' else None",
+                "channel_wise": True,
+            },
+            "preprocessing": {
+                "_target_": "monai.transforms.Compose",
+                "transforms": "$@train#deterministic_transforms + [@validate#normalize]",
+            },
+            "dataset": {
+                "_target_": "monai.data.Dataset",
+                "data": "$@datalists['val']",
+                "transform": "@validate#preprocessing",
+            },
+            "dataloader": {
+                "_target_": "monai.data.DataLoader",
+                "dataset": "@validate#dataset",
+                "batch_size": "$4 * @batch_size",
+                "shuffle": False,
+                "num_workers": "@num_workers",
+            },
+            "inferer": {
+                "_target_": "monai_qmix.engines.EnsembleInferer",
+                "network_b": "@net_b",
+                "mode": "$'net_a' if @net_b is None else @test_mode",
+            },
+            "metrics": "$monai_qmix.handlers.grading_metric_set(@num_classes, prefix='val_', key=@key_metric)",
+            "handlers": [
+                {"_target_": "monai.handlers.StatsHandler", "name": None, "iteration_log": False},
+                {
+                    "_target_": "monai.handlers.TensorBoardStatsHandler",
+                    "_disabled_": "$not @tensorboard or @is_not_rank0",
+                    "log_dir": "$@output_dir + '/tensorboard'",
+                    "iteration_log": False,
+                },
+            ],
+            "evaluator": {
+                "_target_": "monai.engines.SupervisedEvaluator",
+                "device": "@device",
+                "val_data_loader": "@validate#dataloader",
+                "network": "@net_a",
+                "inferer": "@validate#inferer",
+                "key_val_metric": "$@validate#metrics[0]",
+                "additional_metrics": "$@validate#metrics[1]",
+                "val_handlers": "@validate#handlers",
+                "amp": "@amp",
+            },
+        },
+        "checkpoint": "$@train#trainer.checkpoint_dict()",
+        "best_saver": {
+            "_target_": "monai.handlers.CheckpointSaver",
+            "_disabled_": "@is_not_rank0",
+            "save_dir": "@ckpt_dir",
+            "save_dict": "@checkpoint",
+            "save_key_metric": True,
+            "key_metric_filename": "model.pt",
+            "key_metric_n_saved": 1,
+        },
+        "final_saver": {
+            "_target_": "monai.handlers.CheckpointSaver",
+            "_disabled_": "@is_not_rank0",
+            "save_dir": "@ckpt_dir",
+            "save_dict": "@checkpoint",
+            "save_final": True,
+            "final_filename": "model_final.pt",
+        },
+        "resume_loader": {
+            "_target_": "monai.handlers.CheckpointLoader",
+            "_disabled_": "$@resume_ckpt is None",
+            "load_path": "@resume_ckpt",
+            "load_dict": "@checkpoint",
+            "map_location": "@device",
+        },
+        "initialize": [
+            "$torch.set_num_threads(@num_threads) if @num_threads else None",
+            "$monai.utils.set_determinism(seed=@seed)",
+            f"${_SCRIPTS}.attach(@resume_loader, @train#trainer)",
+            f"${_SCRIPTS}.attach(@best_saver, @validate#evaluator)",
+            f"${_SCRIPTS}.attach(@final_saver, @train#trainer)",
+        ],
+        "run": ["$@train#trainer.run()"],
+        "finalize": ["$monai.utils.set_determinism(seed=None)"],
+    }
+    if not synthetic:
+        del cfg["synthdr"]
+        cfg["datalists"] = cfg["datalists"].replace(", synthdr=@synthdr", "")
+    return cfg
+
+
+def _loader_handler() -> dict[str, Any]:
+    return {
+        "_target_": "monai.handlers.CheckpointLoader",
+        "load_path": "@ckpt_path",
+        "load_dict": f"${_SCRIPTS}.checkpoint_objects(network_a=@net_a, network_b=@net_b)",
+        "map_location": "@device",
+    }
+
+
+def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
+    """``configs/evaluate.json`` (merged over ``train.json``): metrics of ``ckpt_path`` on ``eval_split``."""
+    synth = ", synthdr=@synthdr" if spec.name == "synthetic" else ""
+    return {
+        "eval_split": spec.eval_split,
+        "validate#dataset#data": (
+            f"${_SCRIPTS}.eval_datalist(@dataset_name, @dataset_dir, @eval_split, reader_options=@reader_options, "
+            f"val_fraction=@val_fraction, seed=@seed, num_classes=@num_classes{synth})"
+        ),
+        "validate#handlers": [
+            _loader_handler(),
+            {"_target_": "monai.handlers.StatsHandler", "name": None, "iteration_log": False},
+            {
+                "_target_": "monai.handlers.MetricsSaver",
+                "save_dir": "@output_dir",
+                "metrics": "*",
+                "metric_details": None,
+                "summary_ops": None,
+            },
+        ],
+        "dataset": "@validate#dataset",
+        "inferer": "@validate#inferer",
+        "evaluator": "@validate#evaluator",
+        "initialize": [
+            "$torch.set_num_threads(@num_threads) if @num_threads else None",
+            "$monai.utils.set_determinism(seed=@seed)",
+        ],
+        "run": ["$@validate#evaluator.run()"],
+        "finalize": [],
+    }
+
+
+def inference_config(spec: BundleSpec) -> dict[str, Any]:
+    """``configs/inference.json`` (merged over ``train.json``): a folder of images → CSV of grade probabilities."""
+    return {
+        "input_dir": "@dataset_dir",
+        "prediction_csv": "$@output_dir + '/predictions.csv'",
+        "datalist": f"${_SCRIPTS}.image_folder_datalist(@input_dir)",
+        "preprocessing": "@validate#preprocessing",
+        "dataset": {"_target_": "monai.data.Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {
+            "_target_": "monai.data.DataLoader",
+            "dataset": "@dataset",
+            "batch_size": "$4 * @batch_size",
+            "shuffle": False,
+            "num_workers": "@num_workers",
+        },
+        "inferer": "@validate#inferer",
+        "handlers": [
+            _loader_handler(),
+            {
+                "_target_": f"{_SCRIPTS}.GradePredictionWriter",
+                "filepath": "@prediction_csv",
+                "class_names": "@class_names",
+            },
+        ],
+        "evaluator": {
+            "_target_": "monai.engines.SupervisedEvaluator",
+            "device": "@device",
+            "val_data_loader": "@dataloader",
+            "network": "@net_a",
+            "inferer": "@inferer",
+            "val_handlers": "@handlers",
+            "amp": "@amp",
+        },
+        "initialize": [
+            "$torch.set_num_threads(@num_threads) if @num_threads else None",
+            "$monai.utils.set_determinism(seed=@seed)",
+        ],
+        "run": ["$@evaluator.run()"],
+        "finalize": [],
+    }
+
+
+def multi_gpu_config(spec: BundleSpec) -> dict[str, Any]:
+    """``configs/multi_gpu_train.json`` (merged over ``train.json``; launch with ``torchrun``)."""
+    return {
+        "device": "$torch.device(f\"cuda:{os.environ['LOCAL_RANK']}\" if torch.cuda.is_available() else 'cpu')",
+        "backend": "$'nccl' if torch.cuda.is_available() else 'gloo'",
+        "ddp_kwargs": "${'device_ids': [@device]} if @device.type == 'cuda' else {}",
+        "net_a": "$torch.nn.parallel.DistributedDataParallel(@network_def.to(@device), **@ddp_kwargs)",
+        "net_b": (
+            "$None if @network_b_def is None else "
+            "torch.nn.parallel.DistributedDataParallel(@network_b_def.to(@device), **@ddp_kwargs)"
+        ),
+        "train#sampler": {
+            "_target_": "monai.data.DistributedSampler",
+            "dataset": "@train#dataset",
+            "even_divisible": True,
+            "shuffle": True,
+        },
+        "train#dataloader#sampler": "@train#sampler",
+        "train#dataloader#shuffle": False,
+        "train#trainer#train_data_loader": "@train#dataloader",
+        "train#separation_sampler": {
+            "_target_": "monai.data.DistributedSampler",
+            "dataset": "@train#separation_dataset",
+            "even_divisible": False,
+            "shuffle": False,
+        },
+        "train#separation_loader#sampler": "@train#separation_sampler",
+        "validate#sampler": {
+            "_target_": "monai.data.DistributedSampler",
+            "dataset": "@validate#dataset",
+            "even_divisible": False,
+            "shuffle": False,
+        },
+        "validate#dataloader#sampler": "@validate#sampler",
+        "lambda_c": 0.0,
+        "initialize": [
+            "$import torch.distributed as dist",
+            "$dist.is_initialized() or dist.init_process_group(backend=@backend)",
+            "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
+            "$torch.set_num_threads(@num_threads) if @num_threads else None",
+            "$monai.utils.set_determinism(seed=@seed)",
+            f"${_SCRIPTS}.attach(@resume_loader, @train#trainer)",
+            f"${_SCRIPTS}.attach(@best_saver, @validate#evaluator)",
+            f"${_SCRIPTS}.attach(@final_saver, @train#trainer)",
+        ],
+        "run": ["$@train#trainer.run()"],
+        "finalize": ["$dist.is_initialized() and dist.destroy_process_group()"],
+    }
+
+
+def _tensor_in(spec: BundleSpec, size: int) -> dict[str, Any]:
+    return {
+        "type": "magnitude",
+        "format": "RGB",
+        "modality": "regular",
+        "num_channels": 3,
+        "spatial_shape": [size, size],
+        "dtype": "float32",
+        "value_range": [0, 1],
+        "is_patch_data": False,
+        "channel_def": {"0": "R", "1": "G", "2": "B"},
+    }
+
+
+def metadata(spec: BundleSpec) -> dict[str, Any]:
+    """``configs/metadata.json`` (every mandatory field of the MONAI bundle specification)."""
+    info = DATASETS[_reader(spec)]
+    hp = hyper_parameters(spec)
+    preset = get_qmix_preset(spec.preset)
+    v = PINNED_VERSIONS
+    return {
+        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/"
+        "meta_schema_20240725.json",
+        "version": "0.1.0",
+        "changelog": {"0.1.0": "initial version, rendered by python -m monai_qmix.bundles render"},
+        "monai_version": v["monai"],
+        "pytorch_version": v["torch"],
+        "numpy_version": v["numpy"],
+        "required_packages_version": {
+            k: v[k] for k in ("monai_qmix", "pytorch-ignite", "fire", "pillow", "scikit-learn", "scipy")
+        },
+        "supported_apps": {},
+        "name": f"QMix {spec.title.split(' (')[0]}",
+        "task": f"{'Ocular disease classification' if spec.name == 'odir' else 'DR grading'} "
+        f"({info.num_classes} classes) on {spec.title}, robust to mixed label and image-quality noise (QMix)",
+        "description": (
+            f"QMix (co-trained {hp['network']} networks with sample separation into Correct / Mis-H / Mis-L, "
+            f"quality-aware semi-supervised losses and contrastive enhancement) on {spec.title}. "
+            f"Also trains the standard cross-entropy and DivideMix baselines (`--method standard|dividemix`). "
+            f"Omega(0)={preset.omega0}, lambda_c={preset.lambda_c} (preset '{spec.preset}')."
+        ),
+        "authors": "monai_qmix contributors",
+        "copyright": "Copyright (c) monai_qmix contributors",
+        "data_source": spec.download,
+        "data_type": "png / jpeg images read with PIL (converted to RGB)",
+        "image_classes": f"3-channel RGB {info.modality}, resized to {hp['image_size']}x{hp['image_size']}, "
+        "intensities scaled to [0, 1], then "
+        + (
+            "standardised per image and channel (own mean and std)"
+            if hp["normalization"] == "per_image"
+            else "normalised with the fundus statistics (norm_mean / norm_std)"
+        ),
+        "label_classes": {str(i): c for i, c in enumerate(info.classes)},
+        "pred_classes": {str(i): c for i, c in enumerate(info.classes)},
+        "eval_metrics": {"val_qwk": None, "val_accuracy": None, "val_macro_f1": None},
+        "intended_use": "Research on learning with noisy labels and low-quality images; not for clinical use.",
+        "license": f"code and configs: Apache-2.0; data: {spec.licence}",
+        "references": [QMIX_REFERENCE, spec.reference],
+        "network_data_format": {
+            "inputs": {"image": _tensor_in(spec, hp["image_size"])},
+            "outputs": {
+                "pred": {
+                    "type": "logits",
+                    "format": "classes",
+                    "num_channels": info.num_classes,
+                    "spatial_shape": [1],
+                    "dtype": "float32",
+                    "value_range": [],
+                    "is_patch_data": False,
+                    "channel_def": {str(i): c for i, c in enumerate(info.classes)},
+                }
+            },
+        },
+    }
+
+
+def metadata_schema() -> dict[str, Any]:
+    """``configs/schema.json``: the mandatory fields of MONAI's metadata schema, for offline ``verify_metadata``."""
+    tensor = {
+        "type": "object",
+        "required": ["type", "format", "num_channels", "spatial_shape", "dtype", "value_range"],
+        "properties": {
+            "type": {"type": "string"},
+            "format": {"type": "string"},
+            "modality": {"type": "string"},
+            "num_channels": {"type": "integer", "minimum": 1},
+            "spatial_shape": {"type": "array"},
+            "dtype": {"type": "string"},
+            "value_range": {"type": "array"},
+            "is_patch_data": {"type": "boolean"},
+            "channel_def": {"type": "object"},
+        },
+    }
+    string = {"type": "string"}
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "MONAI bundle metadata (mandatory fields of the MONAI bundle specification, monai_qmix copy)",
+        "type": "object",
+        "required": [
+            "version",
+            "monai_version",
+            "pytorch_version",
+            "numpy_version",
+            "required_packages_version",
+            "task",
+            "description",
+            "authors",
+            "copyright",
+            "network_data_format",
+        ],
+        "properties": {
+            "schema": string,
+            "version": {"type": "string", "pattern": "^[0-9]+\\.[0-9]+\\.[0-9]+"},
+            "changelog": {"type": "object"},
+            "monai_version": string,
+            "pytorch_version": string,
+            "numpy_version": string,
+            "required_packages_version": {"type": "object", "additionalProperties": string},
+            "task": string,
+            "description": string,
+            "authors": string,
+            "copyright": string,
+            "data_source": string,
+            "label_classes": {"type": "object"},
+            "references": {"type": "array", "items": string},
+            "network_data_format": {
+                "type": "object",
+                "required": ["inputs", "outputs"],
+                "properties": {
+                    "inputs": {"type": "object", "minProperties": 1, "additionalProperties": tensor},
+                    "outputs": {"type": "object", "minProperties": 1, "additionalProperties": tensor},
+                },
+            },
+        },
+    }
+
+
+#: ``configs/logging.conf``: stdlib handlers only (MONAI 1.6 validates this file).
+LOGGING_CONF = """[loggers]
+keys=root
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
+
+
+def licence(spec: BundleSpec) -> str:
+    """``LICENSE`` of a bundle: Apache-2.0 for the configs; the dataset keeps its own terms."""
+    return (
+        "Copyright (c) monai_qmix contributors\n\n"
+        "The configuration files and documentation of this bundle are licensed under the Apache License,\n"
+        'Version 2.0 (the "License"); you may not use them except in compliance with the License.\n'
+        "You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0\n\n"
+        "Unless required by applicable law or agreed to in writing, software distributed under the License is\n"
+        'distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or\n'
+        "implied. See the License for the specific language governing permissions and limitations.\n\n"
+        f"The dataset is NOT part of this bundle and is governed by its own terms: {spec.licence}.\n"
+        f"Download: {spec.download}\n"
+    )
+
+
+def readme(spec: BundleSpec) -> str:
+    """``docs/README.md`` of a bundle."""
+    info = DATASETS[_reader(spec)]
+    hp = hyper_parameters(spec)
+    root = f"bundles/qmix_{spec.name}"
+    run = f"python -m monai.bundle run --config_file {root}/configs/train.json"
+    data = "" if spec.name == "synthetic" else " --dataset_dir /path/to/data"
+    cfg = lambda *f: '"[' + ",".join(f"'{root}/configs/{x}.json'" for x in f) + ']"'  # noqa: E731
+    rows = "\n".join(f"| `{k}` | `{json_value(v)}` |" for k, v in hp.items())
+    classes = ", ".join(f"{i} {c}" for i, c in enumerate(info.classes))
+    notes = "".join(f"* {n}\n" for n in spec.notes)
+    lines = [
+        f"# QMix bundle: {spec.title}",
+        "",
+        "Rendered by `python -m monai_qmix.bundles render` from one template; do not edit by hand.",
+        "",
+        "QMix (Hou et al., IEEE TMI 2025, arXiv:2404.05169) trains two networks that separate the training samples",
+        "into Correct, Mis-H (high quality, wrong label) and Mis-L (low quality) every epoch and learn from each",
+        "group with a quality-aware loss. `--method standard` and `--method dividemix` train the baselines.",
+        "",
+        "## Data",
+        "",
+        f"* Download: {spec.download}",
+        f"* Licence / terms: {spec.licence}",
+        f"* Classes ({info.num_classes}): {classes}",
+        f"* Quality label: {info.quality}",
+        f"* Expected layout of `dataset_dir`: {info.layout}",
+        f"* Evaluation split (`evaluate.json`): {spec.eval_split or 'the held-out validation part of train'}",
+        "",
+        notes,
+        "A missing or empty `dataset_dir` stops the run at start with one message naming the folder, this layout,",
+        f"the download link and the synthetic bundle's command (`{SYNTHETIC_COMMAND}`).",
+        "",
+        "## Commands (from the repository root)",
+        "",
+        "```bash",
+        "# train (best checkpoint by validation key metric: models/model.pt; last: models/model_final.pt)",
+        f"{run}{data}",
+        "# evaluate the checkpoint (metrics CSV in eval/)",
+        f"python -m monai.bundle run --config_file {cfg('train', 'evaluate')}{data}",
+        "# predict a folder of images -> eval/predictions.csv (probabilities and predicted grade)",
+        f"python -m monai.bundle run --config_file {cfg('train', 'inference')} --input_dir /path/to/images",
+        "# export TorchScript (network A, scripted)",
+        f"python -m monai.bundle ckpt_export --net_id network_def --filepath {root}/models/model.ts "
+        f"--ckpt_file {root}/models/model.pt --key_in_ckpt network_a --meta_file {root}/configs/metadata.json "
+        f"--config_file {root}/configs/train.json --bundle_root {root}",
+        "# check the metadata offline against the committed schema",
+        f"python -m monai.bundle verify_metadata --meta_file {root}/configs/metadata.json "
+        f"--filepath {root}/configs/schema.json",
+        "# 2 processes (GPUs, or CPUs with gloo)",
+        f"torchrun --standalone --nnodes=1 --nproc_per_node=2 -m monai.bundle run --config_file "
+        f"{cfg('train', 'multi_gpu_train')}{data}",
+        "```",
+        "",
+        f"Run from inside `{root}` with `--bundle_root .`. Any key below is overridable, e.g. `--epochs 5`,",
+        "`--method standard`, `--network resnet18`, `--noise_preset ddr_sym_L15_H50`; MLflow tracking with",
+        "`--tracking mlflow` (needs `mlflow`); TensorBoard logs when `tensorboard` is installed.",
+        "Evaluation and inference must use the `--method` of the training run (one or two networks).",
+        "`normalization`: `fundus` (fixed `norm_mean` / `norm_std`, the official statistics) or `per_image` (each",
+        "view standardised per channel with its own mean and std, robust to colour casts). `num_threads`: torch CPU",
+        "threads (`null`: torch's default; 1 avoids over-subscribing the cores that the DataLoader workers use).",
+        "",
+        "## Hyper-parameters (top-level keys of `configs/train.json`)",
+        "",
+        "| key | default |",
+        "|---|---|",
+        rows,
+        "",
+        "Paper defaults (GPU): 384 px, ResNet-50, batch 16, lr 1e-3, 100 epochs including 10 warm-up, Ω(0) and λ_c",
+        f"from the preset `{spec.preset}` (`monai_qmix.losses.QMIX_PRESETS`). AdamW, weight decay 1e-4 and cosine",
+        "decay are our choices (the paper's optimiser is not published). `pretrained_path` loads local ImageNet",
+        "weights (nothing is downloaded). AMP is used on CUDA only; the device is CUDA when available, else CPU.",
+        "",
+        "## References",
+        "",
+        f"* {QMIX_REFERENCE}",
+        f"* {spec.reference}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def json_value(v: Any) -> str:
+    """Compact JSON of a value for the README tables."""
+    import json
+
+    return json.dumps(v)
