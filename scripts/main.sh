@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Copyright (c) monai_qmix contributors. Licensed under the Apache License, Version 2.0.
-# The project's main job on a fresh machine, creating the virtual environment first if needed.
-# Until the synthetic QMix bundle lands, the main job is the degradation demo: it writes
-# docs/images/degradations.png (each fundus degradation at three severities) from the CC0 retina
-# photograph that ships with scikit-image.
+# The project's main job on a fresh machine (creates the virtual environment first if needed):
+# trains QMix end to end with the synthetic bundle on the CPU (or GPU). On the first run the bundle generates
+# SynthDR (procedural, licence-free fundus images) into bundles/qmix_synthetic/data/synthdr.
+# Extra arguments are passed to `python -m monai.bundle run`, e.g. `bash scripts/main.sh --epochs 4`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source scripts/setup_env.sh
-python scripts/degradation_gallery.py "$@"
+python -m monai.bundle run --config_file bundles/qmix_synthetic/configs/train.json "$@"
