@@ -49,6 +49,7 @@ from torch.optim.optimizer import Optimizer
 from monai_qmix.handlers.separation import SampleSeparationHandler, SeparationEvents
 from monai_qmix.losses import (
     ContrastiveEnhancementLoss,
+    GroupNormalization,
     MisLTargetRule,
     OmegaSchedule,
     PriorRegularizationLoss,
@@ -147,6 +148,13 @@ class QMixTrainer(SupervisedTrainer):
         lambda_m: weight λ_m of the Mis-H term (DivideMix's λ_u).
         lambda_m_rampup: epochs of a linear ramp-up of λ_m after warm-up (0 = none, QMix default; DivideMix 16).
         mis_h_loss: ``"mse"`` (default) or ``"ce"``.
+        group_normalization: denominator of the SSL group terms (see
+            :class:`~monai_qmix.losses.SampleReweighingLoss`): ``"batch"`` (default; every sample weighs
+            ``coef_g / B``, as with DivideMix's fixed-size labelled / unlabelled batches) or ``"group"`` (each group
+            averaged over its own count in the batch). ``"group"`` gives the few samples of a group that is small in
+            a batch a weight up to B times larger; when a partition is unbalanced across classes (e.g. after a short
+            warm-up the Correct group holds only the classes the network is already sure of) this collapses the
+            networks onto those classes within one epoch.
         lambda_reg: weight of the prior regulariser (0 switches it off).
         prior: ``"class_prior"`` (the given labels' distribution, taken from the separation result), ``"uniform"``,
             ``"off"`` or a sequence of class probabilities; default per method: qmix ``class_prior``, dividemix
@@ -213,6 +221,7 @@ class QMixTrainer(SupervisedTrainer):
         lambda_m: float = 1.0,
         lambda_m_rampup: int = 0,
         mis_h_loss: str = "mse",
+        group_normalization: str = GroupNormalization.BATCH,
         lambda_reg: float = 1.0,
         prior: str | Sequence[float] | None = None,
         sharpen_temperature: float = 0.5,
@@ -320,7 +329,12 @@ class QMixTrainer(SupervisedTrainer):
         self.lambda_m_rampup = int(lambda_m_rampup)
         self.mixmatch = (self.method == TrainingMethod.DIVIDEMIX) if mixmatch is None else bool(mixmatch)
         self.mixup_alpha = float(mixup_alpha)
-        self.sample_loss = SampleReweighingLoss(lambda_m=lambda_m, mis_h_loss=mis_h_loss, omega=omega)
+        self.sample_loss = SampleReweighingLoss(
+            lambda_m=lambda_m,
+            mis_h_loss=mis_h_loss,
+            omega=omega,
+            normalization=_choice(group_normalization, GroupNormalization, "group_normalization"),
+        )
         self.contrastive_loss = ContrastiveEnhancementLoss(temperature=contrastive_temperature)
         self.prior = self._resolve_prior(prior)
         self.prior_loss: PriorRegularizationLoss | None = (

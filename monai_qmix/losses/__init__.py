@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from .contrastive_enhancement import ContrastiveEnhancementLoss, MisLContrastMode
 from .prior_regularization import PriorRegularizationLoss, estimate_class_prior
-from .sample_reweighing import GROUP_CORRECT, GROUP_MIS_H, GROUP_MIS_L, MisHLossType, SampleReweighingLoss
+from .sample_reweighing import (
+    GROUP_CORRECT,
+    GROUP_MIS_H,
+    GROUP_MIS_L,
+    GroupNormalization,
+    MisHLossType,
+    SampleReweighingLoss,
+)
 from .schedules import QMIX_PRESETS, OmegaSchedule, OmegaScheduleType, QMixPreset, get_qmix_preset, omega_schedule
 from .ssl import (
     MisLTargetRule,
@@ -25,6 +32,7 @@ from .ssl import (
 __all__ = [
     "SampleReweighingLoss",
     "MisHLossType",
+    "GroupNormalization",
     "GROUP_CORRECT",
     "GROUP_MIS_H",
     "GROUP_MIS_L",

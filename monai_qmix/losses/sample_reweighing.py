@@ -17,7 +17,7 @@ from torch.nn.modules.loss import _Loss
 from ._utils import as_class_indices, as_float32, as_soft_target, check_non_negative, check_option
 from .schedules import OmegaSchedule
 
-__all__ = ["MisHLossType", "SampleReweighingLoss", "GROUP_CORRECT", "GROUP_MIS_H", "GROUP_MIS_L"]
+__all__ = ["MisHLossType", "GroupNormalization", "SampleReweighingLoss", "GROUP_CORRECT", "GROUP_MIS_H", "GROUP_MIS_L"]
 
 #: Group codes shared by the whole package (separation columns use the same order).
 GROUP_CORRECT, GROUP_MIS_H, GROUP_MIS_L = 0, 1, 2
@@ -29,6 +29,17 @@ class MisHLossType(StrEnum):
 
     MSE = "mse"
     CE = "ce"
+
+
+class GroupNormalization(StrEnum):
+    """Denominator of each group term of :class:`SampleReweighingLoss` (``reduction="mean"``).
+
+    - ``group``: the number of samples of that group in the batch (per-group means of a batch);
+    - ``batch``: the batch size, so every sample weighs ``coef_g / B`` whatever the group sizes of the batch.
+    """
+
+    GROUP = "group"
+    BATCH = "batch"
 
 
 class SampleReweighingLoss(_Loss):
@@ -49,8 +60,10 @@ class SampleReweighingLoss(_Loss):
 
     Reductions:
 
-    - ``"mean"`` (default): the formula above (per-group means combined with 1, Ω(t), λ_m). Note that this is
-      **not** ``none.mean()``: each group is normalised by its own size, as in the paper.
+    - ``"mean"`` (default): the formula above (per-group means combined with 1, Ω(t), λ_m). With
+      ``normalization="group"`` (default) each group is normalised by its own size in the batch, so this is **not**
+      ``none.mean()``; with ``normalization="batch"`` every group sum is divided by the batch size ``B`` and the
+      result equals ``none.mean()``.
     - ``"none"``: ``(B,)`` per-sample weighted terms ``coef_g(i) · weight_i · ℓ_i`` with ``coef`` = 1, λ_m, Ω(t)
       for correct, mis_h, mis_l;
     - ``"sum"``: the sum of the ``"none"`` vector.
@@ -65,9 +78,17 @@ class SampleReweighingLoss(_Loss):
         omega: Ω as a constant float >= 0 or an :class:`~monai_qmix.losses.schedules.OmegaSchedule` evaluated at the
             ``epoch`` given to :meth:`forward`. The default 0.3 is the modal Ω(0) of the official tables.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (see above).
+        normalization: denominator of the group terms for ``"mean"``: ``"group"`` (its count in the batch, the
+            formula read per batch) or ``"batch"`` (the batch size). Use ``"batch"`` when the groups share one
+            loader (as in :class:`~monai_qmix.engines.QMixTrainer`): with ``"group"`` a group holding 1 of B samples
+            in a batch weighs as much as one holding B − 1, which gives the few samples of a small group a weight
+            up to B times larger and lets an unbalanced partition (e.g. Correct holding only some classes)
+            dominate training. ``"batch"`` gives every sample the weight ``coef_g / B``, which is what DivideMix's
+            separate labelled / unlabelled loaders (each batch of size B, averaged) amount to.
 
     Raises:
-        ValueError: for a negative ``lambda_m`` or ``omega``, an unknown ``mis_h_loss`` or ``reduction``.
+        ValueError: for a negative ``lambda_m`` or ``omega``, an unknown ``mis_h_loss``, ``reduction`` or
+            ``normalization``.
 
     Example:
         >>> loss = SampleReweighingLoss(lambda_m=1.0, omega=0.3)
@@ -85,8 +106,12 @@ class SampleReweighingLoss(_Loss):
         mis_h_loss: MisHLossType | str = MisHLossType.MSE,
         omega: float | OmegaSchedule = 0.3,
         reduction: LossReduction | str = LossReduction.MEAN,
+        normalization: GroupNormalization | str = GroupNormalization.GROUP,
     ) -> None:
         super().__init__(reduction=LossReduction(reduction).value)
+        self.normalization = GroupNormalization(
+            check_option("normalization", normalization, [m.value for m in GroupNormalization])
+        )
         self.lambda_m = check_non_negative("lambda_m", lambda_m)
         self.mis_h_loss = MisHLossType(check_option("mis_h_loss", mis_h_loss, [m.value for m in MisHLossType]))
         if isinstance(omega, OmegaSchedule):
@@ -174,7 +199,8 @@ class SampleReweighingLoss(_Loss):
         means = sums / counts.clamp_min(1.0)  # exactly 0 for an absent group (0 / 1)
 
         if self.reduction == LossReduction.MEAN.value:
-            out = (coef * means).sum()
+            terms_norm = means if self.normalization == GroupNormalization.GROUP else sums / max(b, 1)
+            out = (coef * terms_norm).sum()
         elif self.reduction == LossReduction.SUM.value:
             out = (coef[g] * per_sample).sum()
         elif self.reduction == LossReduction.NONE.value:

@@ -113,6 +113,30 @@ class TestSampleReweighingLoss(unittest.TestCase):
         group_means = sum(none[groups == k].mean() for k in range(3))  # per-group means, as in the paper
         assert_allclose(mean, group_means, rtol=1e-12)
 
+    def test_batch_normalization(self):
+        # regression: groups sharing one loader; a group small in the batch must not get a per-sample weight up to B
+        # times larger (it collapsed QMixTrainer onto the classes of an unbalanced Correct group)
+        logits, targets, groups = random_batch(seed=7)
+        kwargs = {"lambda_m": 2.0, "omega": 0.25}
+        none = SampleReweighingLoss(**kwargs, reduction="none")(logits, targets, groups)
+        batch = SampleReweighingLoss(**kwargs, normalization="batch")
+        assert_allclose(batch(logits, targets, groups), none.mean(), rtol=1e-12)
+        group = SampleReweighingLoss(**kwargs)
+        group(logits, targets, groups)
+        for k in ("correct", "mis_h", "mis_l", "n_correct"):  # logged group means do not depend on the normalisation
+            assert_allclose(batch.last_terms[k], group.last_terms[k], rtol=1e-12)
+        # gradient per sample: coef_g / B in "batch" mode, coef_g / n_g in "group" mode
+        one_correct = torch.tensor([0, 2, 2, 2, 2, 2, 2, 2])
+        x = torch.zeros(8, 3, dtype=torch.float64, requires_grad=True)
+        y = torch.eye(3, dtype=torch.float64)[torch.zeros(8, dtype=torch.long)]
+        for norm, w0 in (("batch", 1 / 8), ("group", 1.0)):
+            x.grad = None
+            SampleReweighingLoss(omega=1.0, normalization=norm)(x, y, one_correct).backward()
+            g = x.grad.abs().sum(dim=1)
+            self.assertAlmostEqual((g[0] / g[1]).item(), w0 / (1 / 8 if norm == "batch" else 1 / 7), places=10)
+        with self.assertRaisesRegex(ValueError, "normalization"):
+            SampleReweighingLoss(normalization="nope")
+
     def test_batch_permutation_invariance(self):
         logits, targets, groups = random_batch(seed=5)
         perm = torch.randperm(9, generator=torch.Generator().manual_seed(1))
