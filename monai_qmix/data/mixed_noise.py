@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 from monai.utils import look_up_option
 
-from monai_qmix.transforms.label_noise import CLASS_PRIORS, corrupt_labels
+from monai_qmix.transforms.label_noise import corrupt_labels, resolve_class_prior
 
 __all__ = [
     "NOISE_GROUPS",
@@ -144,23 +144,6 @@ def _item_key(item: Mapping[str, Any]) -> str:
     if "image" not in item:
         raise KeyError(f"datalist items need an 'id' or 'image' key, got keys {sorted(item)}.")
     return os.path.basename(str(item["image"]))
-
-
-def _prior(name: str, prior: Any, num_classes: int, labels: np.ndarray) -> np.ndarray:
-    if prior is None or (isinstance(prior, str) and prior == "empirical"):
-        if labels.size == 0:
-            return np.full(num_classes, 1.0 / num_classes)
-        return np.bincount(labels, minlength=num_classes).astype(np.float64) / labels.size
-    if isinstance(prior, str):
-        if prior not in CLASS_PRIORS:
-            raise ValueError(
-                f"{name}={prior!r} is unknown; use one of {sorted(CLASS_PRIORS)}, 'empirical' or a vector."
-            )
-        prior = CLASS_PRIORS[prior]
-    arr = np.asarray(prior, dtype=np.float64)
-    if arr.shape != (num_classes,) or np.any(arr < 0) or not np.isclose(arr.sum(), 1.0, atol=1e-6):
-        raise ValueError(f"{name} must be {num_classes} probabilities summing to 1, got {prior!r}.")
-    return arr
 
 
 def _degrade_folder(cache_dir: str | os.PathLike, degradation: Mapping[str, Any]) -> Path:
@@ -332,7 +315,7 @@ def build_mixed_noise(
                 )
             return
         p = (np.full(num_classes, 1.0 / num_classes) if mode == "uniform"
-             else _prior("natural_prior", natural_prior, num_classes, labels[high]))  # fmt: skip
+             else resolve_class_prior(natural_prior, num_classes, labels[high], name="natural_prior"))  # fmt: skip
         new_labels[idx] = rng_lab.choice(num_classes, size=idx.size, p=p)
 
     random_labels(spec["natural_label"], nat_used, "natural_label")

@@ -78,6 +78,7 @@ from .label_noise import (
     LabelNoiseMode,
     corrupt_labels,
     label_noise_matrix,
+    resolve_class_prior,
     select_noisy_samples,
 )
 
@@ -90,6 +91,7 @@ __all__ = [
     "LabelNoised",
     "corrupt_labels",
     "label_noise_matrix",
+    "resolve_class_prior",
     "select_noisy_samples",
     "CropFundusFOV",
     "CropFundusFOVD",

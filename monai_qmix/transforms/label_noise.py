@@ -50,6 +50,7 @@ __all__ = [
     "CLASS_PRIORS",
     "LabelNoiseMode",
     "label_noise_matrix",
+    "resolve_class_prior",
     "select_noisy_samples",
     "corrupt_labels",
     "LabelNoise",
@@ -157,12 +158,29 @@ def _check_distribution(name: str, values: Any, num_classes: int) -> np.ndarray:
     return arr
 
 
-def _resolve_prior(prior: Any, num_classes: int, labels: np.ndarray | None) -> np.ndarray:
-    """A named preset, ``None``/``"empirical"`` (class frequencies of ``labels``) or an explicit vector."""
+def resolve_class_prior(
+    prior: Any, num_classes: int, labels: np.ndarray | None = None, name: str = "prior"
+) -> np.ndarray:
+    """Resolve a class prior: a named preset of :data:`CLASS_PRIORS`, ``None``/``"empirical"`` (the class
+    frequencies of ``labels``; uniform when ``labels`` is empty) or an explicit probability vector.
+
+    Args:
+        prior: the prior as given by the user.
+        num_classes: number of classes ``C``.
+        labels: integer labels for the empirical prior (required for ``None``/``"empirical"``).
+        name: the parameter name used in error messages.
+
+    Returns:
+        A float64 vector of length ``C`` summing to 1.
+
+    Raises:
+        ValueError: unknown preset, wrong length, negative entries or a sum other than 1, or an empirical prior
+            without labels; the message names ``name``.
+    """
     if prior is None or (isinstance(prior, str) and prior == "empirical"):
         if labels is None:
             raise ValueError(
-                f"prior={prior!r} (the empirical class distribution) needs the whole label set, which a per-sample "
+                f"{name}={prior!r} (the empirical class distribution) needs the whole label set, which a per-sample "
                 "transform does not see; pass an explicit prior (a named preset such as "
                 f"{sorted(CLASS_PRIORS)} or a vector, e.g. np.bincount(labels, minlength=num_classes) / len(labels))."
             )
@@ -172,16 +190,16 @@ def _resolve_prior(prior: Any, num_classes: int, labels: np.ndarray | None) -> n
     if isinstance(prior, str):
         if prior not in CLASS_PRIORS:
             raise ValueError(
-                f"prior={prior!r} is not a named class prior; available presets are {sorted(CLASS_PRIORS)}, "
+                f"{name}={prior!r} is not a named class prior; available presets are {sorted(CLASS_PRIORS)}, "
                 "'empirical', or pass a probability vector of length num_classes."
             )
         arr = np.asarray(CLASS_PRIORS[prior], dtype=np.float64)
         if arr.shape != (num_classes,):
             raise ValueError(
-                f"prior={prior!r} has {arr.size} classes but num_classes={num_classes}; the preset does not apply."
+                f"{name}={prior!r} has {arr.size} classes but num_classes={num_classes}; the preset does not apply."
             )
         return arr
-    return _check_distribution("prior", prior, num_classes)
+    return _check_distribution(name, prior, num_classes)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -238,7 +256,7 @@ def label_noise_matrix(
         return (1.0 - eye) / (num_classes - 1)
     if mode == LabelNoiseMode.CLASS_PRIOR:
         lab = None if labels is None else _as_int_array("labels", labels)
-        prior = _resolve_prior(mode_options.get("prior"), num_classes, lab)
+        prior = resolve_class_prior(mode_options.get("prior"), num_classes, lab)
         mat = np.tile(prior, (num_classes, 1))
         if _check_bool("exclude_true", mode_options.get("exclude_true", False)):
             if np.count_nonzero(prior) < 2:
