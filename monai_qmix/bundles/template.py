@@ -56,6 +56,11 @@ PINNED_VERSIONS = {
 #: official QMix fundus statistics (``monai_qmix.transforms.augment.FUNDUS_MEAN`` / ``FUNDUS_STD``).
 _MEAN, _STD = [0.426, 0.298, 0.213], [0.277, 0.203, 0.169]
 _SCRIPTS = "monai_qmix.bundles.scripts"
+#: start-up steps of every workflow (train, evaluate, inference, multi-GPU): torch threads, then the seed.
+_START = [
+    "$torch.set_num_threads(@num_threads) if @num_threads else None",
+    "$monai.utils.set_determinism(seed=@seed)",
+]
 _AUG = "monai_qmix.transforms.augment"
 
 
@@ -415,8 +420,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             "map_location": "@device",
         },
         "initialize": [
-            "$torch.set_num_threads(@num_threads) if @num_threads else None",
-            "$monai.utils.set_determinism(seed=@seed)",
+            *_START,
             f"${_SCRIPTS}.attach(@resume_loader, @train#trainer)",
             f"${_SCRIPTS}.attach(@best_saver, @validate#evaluator)",
             f"${_SCRIPTS}.attach(@final_saver, @train#trainer)",
@@ -463,8 +467,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         "inferer": "@validate#inferer",
         "evaluator": "@validate#evaluator",
         "initialize": [
-            "$torch.set_num_threads(@num_threads) if @num_threads else None",
-            "$monai.utils.set_determinism(seed=@seed)",
+            *_START,
         ],
         "run": ["$@validate#evaluator.run()"],
         "finalize": [],
@@ -505,8 +508,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "amp": "@amp",
         },
         "initialize": [
-            "$torch.set_num_threads(@num_threads) if @num_threads else None",
-            "$monai.utils.set_determinism(seed=@seed)",
+            *_START,
         ],
         "run": ["$@evaluator.run()"],
         "finalize": [],
@@ -552,8 +554,7 @@ def multi_gpu_config(spec: BundleSpec) -> dict[str, Any]:
             "$import torch.distributed as dist",
             "$dist.is_initialized() or dist.init_process_group(backend=@backend)",
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
-            "$torch.set_num_threads(@num_threads) if @num_threads else None",
-            "$monai.utils.set_determinism(seed=@seed)",
+            *_START,
             f"${_SCRIPTS}.attach(@resume_loader, @train#trainer)",
             f"${_SCRIPTS}.attach(@best_saver, @validate#evaluator)",
             f"${_SCRIPTS}.attach(@final_saver, @train#trainer)",

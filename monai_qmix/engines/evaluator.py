@@ -31,8 +31,10 @@ import torch
 from monai.engines import SupervisedEvaluator
 from monai.inferers import Inferer, SimpleInferer
 from monai.networks.utils import eval_mode as _eval_mode
-from monai.utils import StrEnum, look_up_option
+from monai.utils import StrEnum
 from torch import nn
+
+from .utils import choose_option
 
 __all__ = ["EnsembleCombine", "EnsembleInferer", "EnsembleMode", "QMixEvaluator", "ensemble_probabilities"]
 
@@ -50,16 +52,6 @@ class EnsembleCombine(StrEnum):
 
     PROB = "prob"
     LOGIT = "logit"
-
-
-def _choice(value: Any, options: type[StrEnum], name: str) -> str:
-    """``look_up_option`` with an error message that names the parameter."""
-    try:
-        return str(look_up_option(value, options))
-    except ValueError as e:
-        raise ValueError(
-            f"{name}: {value!r} is not a valid option; expected one of {[o.value for o in options]}."
-        ) from e
 
 
 def ensemble_probabilities(logits: Sequence[torch.Tensor], combine: str = EnsembleCombine.PROB) -> torch.Tensor:
@@ -80,7 +72,7 @@ def ensemble_probabilities(logits: Sequence[torch.Tensor], combine: str = Ensemb
         >>> p
         tensor([[0.5000, 0.5000]])
     """
-    combine = _choice(combine, EnsembleCombine, "combine")
+    combine = choose_option(combine, EnsembleCombine, "combine")
     if len(logits) == 0:
         raise ValueError("logits: need at least one network output.")
     shapes = {tuple(t.shape) for t in logits}
@@ -135,7 +127,7 @@ class EnsembleInferer(Inferer):
         if inferer is not None and not callable(inferer):
             raise TypeError(f"inferer: expected a MONAI Inferer or callable, got {type(inferer).__name__}.")
         self.network_b = network_b
-        self.combine = _choice(combine, EnsembleCombine, "combine")
+        self.combine = choose_option(combine, EnsembleCombine, "combine")
         self.inferer = SimpleInferer() if inferer is None else inferer
         self.eval_mode = bool(eval_mode)
         self.mode = mode  # validated by the setter
@@ -147,7 +139,7 @@ class EnsembleInferer(Inferer):
 
     @mode.setter
     def mode(self, value: str) -> None:
-        value = _choice(value, EnsembleMode, "mode")
+        value = choose_option(value, EnsembleMode, "mode")
         if value != EnsembleMode.NET_A and self.network_b is None:
             raise ValueError(f"network_b: required for mode={value!r} (only mode='net_a' works without it).")
         self._mode = value
@@ -214,7 +206,7 @@ class QMixEvaluator(SupervisedEvaluator):
         inferer: Inferer | None = None,
         **kwargs: Any,
     ) -> None:
-        ensemble_mode = _choice(ensemble_mode, EnsembleMode, "ensemble_mode")
+        ensemble_mode = choose_option(ensemble_mode, EnsembleMode, "ensemble_mode")
         if network_b is not None and kwargs.get("compile", False):
             network_b = torch.compile(network_b, **(kwargs.get("compile_kwargs") or {}))  # type: ignore[assignment]
         ensemble = EnsembleInferer(network_b=network_b, mode=ensemble_mode, combine=combine, inferer=inferer)
@@ -230,4 +222,4 @@ class QMixEvaluator(SupervisedEvaluator):
 
     @ensemble_mode.setter
     def ensemble_mode(self, value: str) -> None:
-        self.inferer.mode = _choice(value, EnsembleMode, "ensemble_mode")
+        self.inferer.mode = choose_option(value, EnsembleMode, "ensemble_mode")

@@ -43,7 +43,7 @@ from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn
 from monai.transforms import Transform
 from monai.utils import CommonKeys as Keys
-from monai.utils import StrEnum, look_up_option
+from monai.utils import StrEnum
 from torch.optim.optimizer import Optimizer
 
 from monai_qmix.handlers.separation import SampleSeparationHandler, SeparationEvents
@@ -64,6 +64,7 @@ from monai_qmix.losses import (
 from monai_qmix.separation import GROUP_NAMES, SeparationResult
 
 from .rng_state import RNGState
+from .utils import choose_option
 
 __all__ = ["QMixTrainer", "TrainingMethod"]
 
@@ -77,14 +78,6 @@ class TrainingMethod(StrEnum):
     QMIX = "qmix"
     DIVIDEMIX = "dividemix"
     STANDARD = "standard"
-
-
-def _choice(value: Any, options: type[StrEnum], name: str) -> str:
-    try:
-        return str(look_up_option(value, options))
-    except ValueError as e:
-        allowed = [o.value for o in options]
-        raise ValueError(f"{name}: {value!r} is not a valid option; expected one of {allowed}.") from e
 
 
 def _neg_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -256,7 +249,7 @@ class QMixTrainer(SupervisedTrainer):
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
     ) -> None:
-        self.method = _choice(method, TrainingMethod, "method")
+        self.method = choose_option(method, TrainingMethod, "method")
         two_nets = self.method != TrainingMethod.STANDARD
         if two_nets and (network_b is None or optimizer_b is None):
             raise ValueError(f"network_b and optimizer_b are required for method={self.method!r}, got None.")
@@ -322,7 +315,7 @@ class QMixTrainer(SupervisedTrainer):
         self.warmup_penalty = float(warmup_penalty)
         self.channels_last = bool(channels_last)
         self.sharpen_temperature = float(sharpen_temperature)
-        self.mis_l_target = MisLTargetRule(_choice(mis_l_target, MisLTargetRule, "mis_l_target"))
+        self.mis_l_target = MisLTargetRule(choose_option(mis_l_target, MisLTargetRule, "mis_l_target"))
         self.lambda_c = float(lambda_c)
         self.lambda_reg = float(lambda_reg)
         self.lambda_m = float(lambda_m)
@@ -333,7 +326,7 @@ class QMixTrainer(SupervisedTrainer):
             lambda_m=lambda_m,
             mis_h_loss=mis_h_loss,
             omega=omega,
-            normalization=_choice(group_normalization, GroupNormalization, "group_normalization"),
+            normalization=choose_option(group_normalization, GroupNormalization, "group_normalization"),
         )
         self.contrastive_loss = ContrastiveEnhancementLoss(temperature=contrastive_temperature)
         self.prior = self._resolve_prior(prior)
