@@ -112,6 +112,7 @@ _MIN_SIZE = 32
 _GRAY = (0.2989, 0.587, 0.114)  # torchvision rgb_to_grayscale weights
 _RANGE_TOL = 1e-3
 _CPU_CHUNK_ELEMENTS = 1 << 20  # ~4 MB of float32 per temporary on CPU (cache friendly)
+_FIELD_BATCH = 64  # images whose low-resolution fields are built in one call on CPU
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -190,6 +191,30 @@ def _gaussian_kernels(width: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return k / k.sum(dim=1, keepdim=True)
 
 
+def _reflect_taps(x: torch.Tensor, k: torch.Tensor, dim: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Correlate ``x`` ``(N, C, H, W)`` along ``dim`` with per-image kernels ``k`` ``(N, 2 h + 1)`` (``h`` smaller
+    than the axis), reflecting at the border: what reflect padding and shifted multiply-adds give, without the padded
+    copy. One multiply-add per tap over the whole batch; the few border rows a shift leaves take their reflected
+    sources with a small gather. ``out``: where to write the result (not ``x`` itself); a new tensor when ``None``."""
+    n, size = x.shape[0], x.shape[dim]
+    half = k.shape[1] // 2
+    weights = k.view(n, 1, 1, 1, -1).unbind(dim=-1)
+    res = torch.mul(x, weights[half], out=out) if out is not None else x * weights[half]
+    for j, wj in enumerate(weights):
+        o = j - half
+        if o == 0:
+            continue
+        a = abs(o)
+        # interior: output r reads r + o
+        res.narrow(dim, max(0, -o), size - a).addcmul_(x.narrow(dim, max(0, o), size - a), wj)
+        # border: r + o falls outside [0, size) and reflects (without repeating the edge)
+        rows = torch.arange(size - a, size) if o > 0 else torch.arange(0, a)
+        src = rows + o
+        src = torch.where(src < 0, -src, torch.where(src > size - 1, 2 * (size - 1) - src, src))
+        res.narrow(dim, int(rows[0]), a).addcmul_(x.index_select(dim, src.to(x.device)), wj)
+    return res
+
+
 def _separable_blur(
     x: torch.Tensor,
     width_y: torch.Tensor,
@@ -197,11 +222,13 @@ def _separable_blur(
     sigma_y: torch.Tensor,
     sigma_x: torch.Tensor,
     use_conv: bool | None = None,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """Blur each of the ``N`` images of ``x`` ``(N, C, H, W)`` with its own separable Gaussian (reflect border).
 
-    On CPU, per-image shifted multiply-adds (several times faster than a depthwise convolution there); on CUDA, one
-    grouped convolution for the whole batch (``use_conv`` forces either path).
+    On CPU, one shifted multiply-add per tap over the batch (several times faster than a depthwise convolution
+    there); on CUDA, one grouped convolution for the whole batch (``use_conv`` forces either path). ``overwrite``:
+    ``x`` may be overwritten (on CPU its memory then holds intermediate or final results: one allocation fewer).
     """
     if use_conv is None:
         use_conv = x.device.type != "cpu"
@@ -213,16 +240,19 @@ def _separable_blur(
         if half == 0:
             continue
         size = h if dim == 2 else w
+        if not use_conv and half < size:
+            reuse = overwrite and out is not x  # the second pass can write into x
+            out = _reflect_taps(out, k, dim, out=x if reuse else None)
+            continue
         pad = (0, 0, half, half) if dim == 2 else (half, half, 0, 0)
         padded = F.pad(out, pad, mode="reflect" if half < size else "replicate")
         if not use_conv:
-            res = torch.empty_like(out)
-            for i, taps in enumerate(k.tolist()):
-                src, dst = padded[i], res[i]
-                torch.mul(src.narrow(dim - 1, 0, size), taps[0], out=dst)
-                for j in range(1, len(taps)):
-                    if taps[j] != 0.0:  # zero taps pad shorter kernels to the batch's longest one
-                        dst.add_(src.narrow(dim - 1, j, size), alpha=taps[j])
+            # one multiply-add per tap over the whole batch, each image with its own weight (zero taps pad shorter
+            # kernels to the batch's longest one and add exact zeros)
+            weights = k.view(n, 1, 1, 1, -1).unbind(dim=-1)
+            res = padded.narrow(dim, 0, size) * weights[0]
+            for j in range(1, len(weights)):
+                res.addcmul_(padded.narrow(dim, j, size), weights[j])
             out = res
         else:
             shape = (n * c, 1, -1, 1) if dim == 2 else (n * c, 1, 1, -1)
@@ -269,15 +299,27 @@ def _disc(dist: torch.Tensor, radius: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    return _GRAY[0] * x[:, 0:1] + _GRAY[1] * x[:, 1:2] + _GRAY[2] * x[:, 2:3]
+    """Luma ``(N, 1, H, W)`` of RGB ``x`` ``(N, 3, H, W)`` (three single-channel passes, no 3-channel temporary)."""
+    g = x[:, 0:1] * _GRAY[0]
+    return g.add_(x[:, 1:2], alpha=_GRAY[1]).add_(x[:, 2:3], alpha=_GRAY[2])
 
 
-def _fov_mean(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Per-image mean over the FOV (all channels) ``(N,)``; images with an empty FOV give 0."""
-    return (x.sum(dim=1, keepdim=True) * m).sum(dim=(1, 2, 3)) / (x.shape[1] * m.sum(dim=(1, 2, 3))).clamp_min(1.0)
+def _masked_sum(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``(x * m).sum()`` per image and channel, ``(N, C)``, as a batched dot product (no temporary)."""
+    n, c = x.shape[:2]
+    return torch.bmm(x.reshape(n, c, -1), m.reshape(n, -1, 1)).view(n, c)
 
 
-def _apply_color(x: torch.Tensor, m: torch.Tensor, p: Sequence[dict]) -> torch.Tensor:
+def _fov_mean(x: torch.Tensor, m: torch.Tensor, m_sum: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image mean over the FOV (all channels) ``(N,)``; images with an empty FOV give 0. ``m_sum``: the
+    FOV's pixel count per image, when already known."""
+    m_sum = m.sum(dim=(1, 2, 3)) if m_sum is None else m_sum
+    return _masked_sum(x, m).sum(dim=1) / (x.shape[1] * m_sum).clamp_min(1.0)
+
+
+def _apply_color(
+    x: torch.Tensor, m: torch.Tensor, p: Sequence[dict], m_sum: torch.Tensor | None = None
+) -> torch.Tensor:
     """torchvision-style brightness -> contrast -> saturation (in place); the contrast mean is taken in the FOV."""
 
     def factor(key: str) -> torch.Tensor:
@@ -285,11 +327,12 @@ def _apply_color(x: torch.Tensor, m: torch.Tensor, p: Sequence[dict]) -> torch.T
         return torch.tensor(vals, device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
 
     x.mul_(factor("brightness")).clamp_(0.0, 1.0)
-    mean = ((_gray(x) * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp_min(1.0)).view(-1, 1, 1, 1)
+    m_sum = m.sum(dim=(1, 2, 3)) if m_sum is None else m_sum
+    mean = (_masked_sum(_gray(x), m)[:, 0] / m_sum.clamp_min(1.0)).view(-1, 1, 1, 1)
     c = factor("contrast")
-    x.mul_(c).add_((1.0 - c) * mean).clamp_(0.0, 1.0)
+    torch.addcmul((1.0 - c) * mean, x, c, out=x).clamp_(0.0, 1.0)
     s = factor("saturation")
-    return x.mul_(s).add_((1.0 - s) * _gray(x)).clamp_(0.0, 1.0)
+    return torch.addcmul(_gray(x).mul_(1.0 - s), x, s, out=x).clamp_(0.0, 1.0)
 
 
 def _halo_field(p: Sequence[dict], size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -316,19 +359,42 @@ def _hole_field(p: Sequence[dict], size: int, device: torch.device, dtype: torch
 
 
 def _spot_field(p: Sequence[dict], size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Sum of the blurred spots (each times its value) at ``size`` px, ``(N, 1, size, size)``."""
-    spots = [q["spot"]["spots"] if "spot" in q else [] for q in p]
-    n_max = max(1, max(len(s) for s in spots))
-    rows = []
-    for s in spots:
-        r = [[*d["center"], d["radius"], *d["kernel"], d["sigma"], d["value"]] for d in s]
-        rows.extend(r + [[0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]] * (n_max - len(r)))
-    t = torch.tensor(rows, device=device, dtype=dtype)  # (N * n_max, 7)
-    yy, xx = _grid(size, device, dtype)
+    """Sum of the blurred spots (each times its value) at ``size`` px, ``(N, 1, size, size)``.
+
+    Each spot is rasterised and blurred in a square window around it that holds the whole blurred disc (clipped to
+    the image, where the blur reflects at the image border exactly as on the full field), then added into its image:
+    the same values as full-field rasterisation at a fraction of the cost, the spots being small.
+    """
+    rows, owner = [], []
+    for i, q in enumerate(p):
+        for d in q["spot"]["spots"] if "spot" in q else []:
+            rows.append([*d["center"], d["radius"], *d["kernel"], d["sigma"], d["value"]])
+            owner.append(i)
+    field = torch.zeros(len(p), 1, size, size, device=device, dtype=dtype)
+    if not rows:
+        return field
+    t = torch.tensor(rows, device=device, dtype=dtype)  # (R, 7)
+    # half kernel widths as _gaussian_kernels computes them, and the disc's support (anti-aliased edge included)
+    half = max(0, math.ceil(float((t[:, 3:5] * size).max()) / 2.0 - 0.5))
+    support = math.ceil(float(t[:, 2].max()) * size + 1.5)
+    extent = support + half + 1
+    win = min(size, 2 * extent + 1)
+    if win == size:
+        origin_y = origin_x = torch.zeros(len(rows), device=device, dtype=torch.long)
+    else:
+        centre = (t[:, :2] * size).floor().long() - extent
+        origin_y, origin_x = centre.clamp(0, size - win).unbind(dim=1)
+    steps = torch.arange(win, device=device)
+    iy, ix = origin_y[:, None] + steps[None], origin_x[:, None] + steps[None]  # (R, win) pixel indices
+    yy = ((iy.to(dtype) + 0.5) / size)[:, :, None]
+    xx = ((ix.to(dtype) + 0.5) / size)[:, None, :]
     dist = torch.sqrt((yy - t[:, 0, None, None]) ** 2 + (xx - t[:, 1, None, None]) ** 2)
     disc = _disc(dist, t[:, 2, None, None], size)
     blurred = _separable_blur(disc[:, None], t[:, 3] * size, t[:, 4] * size, t[:, 5] * size, t[:, 5] * size)
-    return (blurred[:, 0] * t[:, 6, None, None]).view(len(p), n_max, size, size).sum(dim=1, keepdim=True)
+    blurred = blurred[:, 0] * t[:, 6, None, None]
+    owner_t = torch.tensor(owner, device=device, dtype=torch.long)
+    flat = (owner_t[:, None, None] * size + iy[:, :, None]) * size + ix[:, None, :]
+    return field.view(-1).index_add_(0, flat.reshape(-1), blurred.reshape(-1)).view(len(p), 1, size, size)
 
 
 def _apply_blur(x: torch.Tensor, p: Sequence[dict]) -> torch.Tensor:
@@ -342,9 +408,9 @@ def _apply_blur(x: torch.Tensor, p: Sequence[dict]) -> torch.Tensor:
         kw = torch.tensor([blurs[i]["kernel"][1] * n for i in official], dtype=torch.float64)
         sg = torch.tensor([blurs[i]["sigma"] * n for i in official], dtype=torch.float64)
         if len(official) == len(p):
-            out = _separable_blur(x, kh, kw, sg, sg)
+            out = _separable_blur(x, kh, kw, sg, sg, overwrite=True)
         else:
-            out[official] = _separable_blur(x[official], kh, kw, sg, sg)
+            out[official] = _separable_blur(x[official], kh, kw, sg, sg, overwrite=True)
     # full Gaussian: group the images by their downsampling factor (so a batch equals single-image calls)
     groups: dict[int, list[int]] = {}
     for i, b in enumerate(blurs):
@@ -359,7 +425,7 @@ def _apply_blur(x: torch.Tensor, p: Sequence[dict]) -> torch.Tensor:
             # area down- and bilinear up-sampling add roughly (f / 2)^2 of variance
             sigma_px = (sigma_px**2 - f**2 / 4.0).clamp_min(0.25).sqrt() / f
         width = 2 * torch.ceil(3 * sigma_px) + 1
-        xi = _separable_blur(xi, width, width, sigma_px, sigma_px)
+        xi = _separable_blur(xi, width, width, sigma_px, sigma_px, overwrite=True)
         if f > 1:
             xi = F.interpolate(xi, size=(n, n), mode="bilinear", align_corners=False)
         if len(idx) == len(p):
@@ -369,22 +435,39 @@ def _apply_blur(x: torch.Tensor, p: Sequence[dict]) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
-def _degrade(x: torch.Tensor, m: torch.Tensor, p: Sequence[dict], field_size: int) -> torch.Tensor:
+_FIELD_BUILDERS = {"halo": _halo_field, "hole": _hole_field, "spot": _spot_field}
+
+
+def _low_res_fields(
+    p: Sequence[dict], n: int, field_size: int, device: torch.device, dtype: torch.dtype
+) -> tuple[list[str], torch.Tensor | None]:
+    """The smooth halo, hole and spot fields that ``p`` asks for, at ``min(n, field_size)`` pixels:
+    ``(names, (N, len(names), s, s))`` (``None`` when no image needs one). Built for many images at once: at this
+    resolution the cost is per call, not per pixel."""
+    names = [k for k in _FIELD_BUILDERS if any(k in q for q in p)]
+    if not names:
+        return names, None
+    size = min(n, field_size)
+    return names, torch.cat([_FIELD_BUILDERS[k](p, size, device, dtype) for k in names], dim=1)
+
+
+def _degrade(
+    x: torch.Tensor, m: torch.Tensor, p: Sequence[dict], names: Sequence[str], fields: torch.Tensor | None
+) -> torch.Tensor:
     """Apply the recorded degradations ``p`` (one dict per image) to ``x`` ``(N, 3, n, n)`` in [0, 1]; ``m`` is the
-    float FOV mask ``(N, 1, n, n)``. Works in place on ``x``; returns the degraded images (not yet re-masked)."""
+    float FOV mask ``(N, 1, n, n)``, ``names`` / ``fields`` the low-resolution fields of :func:`_low_res_fields` for
+    these images. Works in place on ``x`` (already clamped to [0, 1]); returns the degraded images (not yet
+    re-masked)."""
     n = x.shape[-1]
     dev, dt = x.device, x.dtype
-    x = x.clamp_(0.0, 1.0)
+    m_sum = m.sum(dim=(1, 2, 3))
     if any("color" in q for q in p):
-        x = _apply_color(x, m, p)
-    names = [k for k in ("halo", "hole", "spot") if any(k in q for q in p)]
-    if names:
-        size = min(n, field_size)
-        builders = {"halo": _halo_field, "hole": _hole_field, "spot": _spot_field}
-        fields = torch.cat([builders[k](p, size, dev, dt) for k in names], dim=1)
+        x = _apply_color(x, m, p, m_sum)
+    if fields is not None:
+        size = fields.shape[-1]
         if size != n:
             # one single-channel image per field: much faster than a (N, 3, ...) interpolation on CPU
-            fields = F.interpolate(fields.view(-1, 1, size, size), size=(n, n), mode="bilinear", align_corners=False)
+            fields = F.interpolate(fields.reshape(-1, 1, size, size), size=(n, n), mode="bilinear", align_corners=False)
             fields = fields.view(-1, len(names), n, n)
         field = dict(zip(names, fields.split(1, dim=1)))
         if "halo" in field:
@@ -392,13 +475,13 @@ def _degrade(x: torch.Tensor, m: torch.Tensor, p: Sequence[dict], field_size: in
             color = torch.tensor([h["color"] if h else (0.0, 0.0, 0.0) for h in hs], device=dev, dtype=dt)
             strength = torch.tensor([h["strength"] if h else 0.0 for h in hs], device=dev, dtype=dt)
             # the reference's level is the whole-image mean; here the background counts as 0
-            level = _fov_mean(x, m) * m.mean(dim=(1, 2, 3)) * strength
+            level = _fov_mean(x, m, m_sum) * (m_sum / m[0].numel()) * strength
             x.addcmul_((level[:, None] * color)[:, :, None, None], field["halo"]).clamp_(0.0, 1.0)
         if "hole" in field:
             hs = [q.get("hole") for q in p]
             rows = [(h["beta0"], h["beta_u"], h["min_mean"], h["strength"]) if h else (0.0, 0.0, 1.0, 0.0) for h in hs]
             b0, u, min_mean, strength = torch.tensor(rows, device=dev, dtype=dt).unbind(dim=1)
-            a = _fov_mean(x, m)
+            a = _fov_mean(x, m, m_sum)
             beta = (b0 - 0.06 * a + u * 0.01 * a) * strength
             beta = torch.where(a > min_mean, beta, torch.zeros_like(beta))  # dark images are not darkened further
             x.addcmul_(beta.view(-1, 1, 1, 1), field["hole"]).clamp_(0.0, 1.0)
@@ -726,21 +809,43 @@ class RandFundusDegradation(RandomizableTransform):
             out[i] = xb[i]
         # CPU: work on chunks of a few images so that temporaries stay small (large allocations page-fault on
         # every call); CUDA: the whole batch at once. Parameters are per image, so chunking changes nothing.
+        # the low-resolution fields of up to _FIELD_BATCH images at once (their cost is per call); the full-resolution
+        # steps on CPU in chunks of a few images so that temporaries stay small (large allocations page-fault on every
+        # call), on CUDA for the whole batch. Parameters are per image, so the chunking changes nothing.
         n_img = 3 * xb.shape[-1] * xb.shape[-2]
-        chunk = len(idx) if xb.device.type == "cuda" else max(1, _CPU_CHUNK_ELEMENTS // n_img)
-        for start in range(0, len(idx), max(chunk, 1)):
-            sel = idx[start : start + chunk]
-            rows = slice(sel[0], sel[-1] + 1) if sel[-1] - sel[0] + 1 == len(sel) else sel  # views where possible
-            xc, mc = xb[rows], mask[rows]
-            work, mf = xc.to(work_dtype, copy=True), mc.to(work_dtype)
-            if scale != 1.0:
-                work.div_(scale)
-            deg = _degrade(work, mf, [params[i] for i in sel], self.field_size)
-            if scale != 1.0:
-                deg = deg.mul_(scale).round_()
-            # merge with the input outside the FOV: lerp with 0/1 weights returns either end exactly (and is
-            # several times faster than torch.where on CPU)
-            out[rows] = torch.lerp(xc.to(work_dtype), deg, mf, out=deg).to(xb.dtype)
+        on_cuda = xb.device.type == "cuda"
+        chunk = len(idx) if on_cuda else max(1, _CPU_CHUNK_ELEMENTS // n_img)
+        field_batch = max(len(idx), 1) if on_cuda else _FIELD_BATCH
+        direct = xb.dtype == work_dtype
+        mask_buf = torch.empty((min(chunk, max(len(idx), 1)), *mask.shape[1:]), device=xb.device, dtype=work_dtype)
+        for f_start in range(0, len(idx), field_batch):
+            f_idx = idx[f_start : f_start + field_batch]
+            names, fields = _low_res_fields(
+                [params[i] for i in f_idx], xb.shape[-1], self.field_size, xb.device, work_dtype
+            )
+            for start in range(0, len(f_idx), chunk):
+                sel = f_idx[start : start + chunk]
+                rows = slice(sel[0], sel[-1] + 1) if sel[-1] - sel[0] + 1 == len(sel) else sel  # views where possible
+                xc, mc = xb[rows], mask[rows]
+                # float input of the working dtype: degrade directly in the output's rows (no temporary to allocate)
+                in_out = direct and isinstance(rows, slice)
+                if in_out:  # the copy and the clamp to [0, 1] in one pass
+                    work = torch.clamp(xc, 0.0, 1.0, out=out[rows])
+                else:
+                    work = xc.to(work_dtype, copy=True)
+                    if scale != 1.0:
+                        work.div_(scale)
+                    work.clamp_(0.0, 1.0)
+                mf = mask_buf[: len(sel)].copy_(mc)
+                sub = None if fields is None else fields[start : start + chunk]
+                deg = _degrade(work, mf, [params[i] for i in sel], names, sub)
+                if scale != 1.0:
+                    deg = deg.mul_(scale).round_()
+                # merge with the input outside the FOV: lerp with 0/1 weights returns either end exactly (and is
+                # several times faster than torch.where on CPU)
+                merged = torch.lerp(xc.to(work_dtype), deg, mf, out=work)
+                if not in_out:
+                    out[rows] = merged.to(xb.dtype)
         out = out if batched else out[0]
         result, *_ = convert_to_dst_type(out, dst=img_t, dtype=x.dtype)
         if isinstance(result, MetaTensor):
@@ -762,7 +867,7 @@ class RandFundusDegradation(RandomizableTransform):
                 f"fov must be a mask of shape (H, W), (1, H, W) or (B, 1, H, W) matching img {tuple(work.shape)}, "
                 f"got shape {tuple(m.shape)}."
             )
-        return (m.float() > 0.5).expand(b, 1, h, w)
+        return (m if m.dtype == torch.bool else m.float() > 0.5).expand(b, 1, h, w)
 
 
 class RandFundusIllumination(RandFundusDegradation):
