@@ -328,7 +328,9 @@ def _apply_color(
 
     x.mul_(factor("brightness")).clamp_(0.0, 1.0)
     m_sum = m.sum(dim=(1, 2, 3)) if m_sum is None else m_sum
-    mean = (_masked_sum(_gray(x), m)[:, 0] / m_sum.clamp_min(1.0)).view(-1, 1, 1, 1)
+    # the FOV mean of the luma is the luma of the FOV channel means (linear): no luma image needed here
+    gray_w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype)
+    mean = ((_masked_sum(x, m) @ gray_w) / m_sum.clamp_min(1.0)).view(-1, 1, 1, 1)
     c = factor("contrast")
     torch.addcmul((1.0 - c) * mean, x, c, out=x).clamp_(0.0, 1.0)
     s = factor("saturation")
