@@ -40,7 +40,7 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-xdist", "parameterized", "ruff", "jsonschema"],
+        "dev": ["pytest>=7", "pytest-xdist", "parameterized", "ruff", "jsonschema", "mlflow"],
         "tracking": ["tensorboard", "mlflow"],
     },
     classifiers=[

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "dataset_help",
     "eval_datalist",
     "image_folder_datalist",
+    "rank_zero_first",
 ]
 
 #: keys kept in the bundle datalists (a fixed set, so that ``default_collate`` never meets a missing key).
@@ -122,6 +123,23 @@ def _ensure_synthdr(dataset_dir: str | os.PathLike, synthdr: Mapping[str, Any]) 
     generate_synthdr(dataset_dir, **kwargs)
 
 
+def rank_zero_first(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` on rank 0 first, then on the other ranks of an initialised process group (a barrier
+    in between), so that files ``fn`` creates (generated data, caches) are written once, by rank 0, and read by the
+    others. Without a process group (or with one process) it simply calls ``fn``. The barrier is reached even when
+    rank 0 fails, so the other ranks then fail with their own call's error instead of hanging."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return fn(*args, **kwargs)
+    if dist.get_rank() == 0:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            dist.barrier()
+    dist.barrier()
+    return fn(*args, **kwargs)
+
+
 def build_datalists(
     name: str,
     dataset_dir: str | os.PathLike,
@@ -164,7 +182,37 @@ def build_datalists(
         DatasetNotFoundError: missing or empty ``dataset_dir``, or a folder the reader cannot read; the message
             names the folder, the expected layout, the download link and the synthetic bundle's command.
         ValueError: bad ``val_fraction``.
+
+    Under an initialised ``torch.distributed`` process group rank 0 runs first (it generates SynthDR and writes the
+    noise cache), then the other ranks, which find them (:func:`rank_zero_first`).
     """
+    return rank_zero_first(
+        _build_datalists,
+        name,
+        dataset_dir,
+        val_fraction=val_fraction,
+        seed=seed,
+        reader_options=reader_options,
+        noise_preset=noise_preset,
+        noise_seed=noise_seed,
+        cache_dir=cache_dir,
+        num_classes=num_classes,
+        synthdr=synthdr,
+    )
+
+
+def _build_datalists(
+    name: str,
+    dataset_dir: str | os.PathLike,
+    val_fraction: float,
+    seed: int,
+    reader_options: Mapping[str, Any] | None,
+    noise_preset: str | None,
+    noise_seed: int,
+    cache_dir: str | os.PathLike | None,
+    num_classes: int | None,
+    synthdr: Mapping[str, Any] | None,
+) -> dict[str, list[dict[str, Any]]]:
     if not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
     if name == "synthetic":

@@ -296,6 +296,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
                 },
                 {
                     "_target_": "monai.handlers.StatsHandler",
+                    "_disabled_": "@is_not_rank0",
                     "name": None,
                     "tag_name": "train_loss",
                     "iteration_log": "$not @progress",
@@ -374,7 +375,12 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             },
             "metrics": "$monai_qmix.handlers.grading_metric_set(@num_classes, prefix='val_', key=@key_metric)",
             "handlers": [
-                {"_target_": "monai.handlers.StatsHandler", "name": None, "iteration_log": False},
+                {
+                    "_target_": "monai.handlers.StatsHandler",
+                    "_disabled_": "@is_not_rank0",
+                    "name": None,
+                    "iteration_log": False,
+                },
                 {
                     "_target_": "monai.handlers.TensorBoardStatsHandler",
                     "_disabled_": "$not @tensorboard or @is_not_rank0",
@@ -520,7 +526,10 @@ def multi_gpu_config(spec: BundleSpec) -> dict[str, Any]:
     return {
         "device": "$torch.device(f\"cuda:{os.environ['LOCAL_RANK']}\" if torch.cuda.is_available() else 'cpu')",
         "backend": "$'nccl' if torch.cuda.is_available() else 'gloo'",
-        "ddp_kwargs": "${'device_ids': [@device]} if @device.type == 'cuda' else {}",
+        # the projector is idle in warm-up epochs (and with lambda_c = 0): DDP must not wait for its gradients
+        "ddp_kwargs": (
+            "${'find_unused_parameters': True, **({'device_ids': [@device]} if @device.type == 'cuda' else {})}"
+        ),
         "net_a": "$torch.nn.parallel.DistributedDataParallel(@network_def.to(@device), **@ddp_kwargs)",
         "net_b": (
             "$None if @network_b_def is None else "
@@ -549,11 +558,14 @@ def multi_gpu_config(spec: BundleSpec) -> dict[str, Any]:
             "shuffle": False,
         },
         "validate#dataloader#sampler": "@validate#sampler",
-        "lambda_c": 0.0,
         "initialize": [
             "$import torch.distributed as dist",
             "$dist.is_initialized() or dist.init_process_group(backend=@backend)",
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
+            # ignite builds its distributed context with a collective call the first time it is asked for the rank
+            # (e.g. by a CheckpointSaver, which exists on rank 0 only): build it here, on every rank
+            "$import ignite.distributed as idist",
+            "$idist.sync()",
             *_START,
             f"${_SCRIPTS}.attach(@resume_loader, @train#trainer)",
             f"${_SCRIPTS}.attach(@best_saver, @validate#evaluator)",

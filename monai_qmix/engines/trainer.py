@@ -61,6 +61,7 @@ from monai_qmix.losses import (
     mixup,
     pseudo_label,
 )
+from monai_qmix.networks.wrappers import unwrap_network, wrapped_method
 from monai_qmix.separation import GROUP_NAMES, SeparationResult
 
 from .rng_state import RNGState
@@ -272,7 +273,7 @@ class QMixTrainer(SupervisedTrainer):
                 raise ValueError(f"{name} must be a finite value >= 0, got {v!r}.")
         if self.method == TrainingMethod.DIVIDEMIX and lambda_c > 0:
             raise ValueError(f"lambda_c must be 0 for method='dividemix' (no quality terms), got {lambda_c!r}.")
-        if lambda_c > 0 and not callable(getattr(network, "forward_all", None)):
+        if lambda_c > 0 and not callable(getattr(unwrap_network(network), "forward_all", None)):
             raise ValueError("lambda_c > 0 needs networks with forward_all(x, with_projection) (e.g. QMixNet).")
         device = torch.device(device)
         if amp and device.type != "cuda":
@@ -370,8 +371,8 @@ class QMixTrainer(SupervisedTrainer):
     @staticmethod
     def _compiled(net: torch.nn.Module, compile: bool, kwargs: dict | None) -> dict[str, Callable]:
         fns: dict[str, Callable] = {"logits": net.forward}
-        if callable(getattr(net, "forward_all", None)):
-            fns["all"] = net.forward_all
+        if callable(getattr(unwrap_network(net), "forward_all", None)):
+            fns["all"] = wrapped_method(net, "forward_all")  # through DDP's forward when wrapped
         if compile:
             fns = {k: torch.compile(f, **(kwargs or {})) for k, f in fns.items()}
         return fns
@@ -486,7 +487,7 @@ class QMixTrainer(SupervisedTrainer):
         return PriorRegularizationLoss(estimate_class_prior(labels, num_classes))
 
     def _num_classes(self) -> int | None:
-        n = getattr(self.network, "num_classes", None)
+        n = getattr(unwrap_network(self.network), "num_classes", None)
         if n is None:
             lin = [m for m in self.network.modules() if isinstance(m, torch.nn.Linear)]
             n = lin[-1].out_features if lin else None

@@ -48,11 +48,12 @@ from typing import Any
 import ignite.distributed as idist
 import numpy as np
 import torch
+from ignite.engine import Engine
 from ignite.exceptions import NotComputableError
 from ignite.metrics import EpochMetric
 from ignite.metrics.metric import reinit__is_reduced
 from monai.handlers import from_engine
-from monai.utils import convert_to_tensor
+from monai.utils import convert_to_tensor, evenly_divisible_all_gather
 from sklearn.metrics import roc_auc_score
 
 __all__ = [
@@ -388,8 +389,8 @@ class _GradingEpochMetric(EpochMetric):
         """The metric over every sample of the epoch (all ranks' samples under DDP).
 
         Unlike ``EpochMetric.compute`` (value on rank 0, then broadcast), every rank computes the value from the
-        all-gathered tensors; the computation is cheap and deterministic, and the non-scalar
-        :class:`PerClassRecall` needs no broadcast.
+        all-gathered tensors (ranks may hold different numbers of samples); the computation is cheap and
+        deterministic, and the non-scalar :class:`PerClassRecall` needs no broadcast.
 
         Raises:
             NotComputableError: no sample was seen.
@@ -399,7 +400,10 @@ class _GradingEpochMetric(EpochMetric):
         if self._result is None:
             y_pred, y = torch.cat(self._predictions, dim=0), torch.cat(self._targets, dim=0)
             if idist.get_world_size() > 1:
-                y_pred, y = idist.all_gather(y_pred), idist.all_gather(y)
+                # ranks may hold different numbers of samples (DistributedSampler(even_divisible=False)), which
+                # ignite's all_gather cannot take: gather with padding and trim
+                y_pred = evenly_divisible_all_gather(y_pred, concat=True)
+                y = evenly_divisible_all_gather(y, concat=True)
             self._result = self.compute_fn(y_pred, y)
         return self._result
 
@@ -452,15 +456,23 @@ class MacroF1(_GradingEpochMetric):
 
 
 class PerClassRecall(_GradingEpochMetric):
-    """Per-class recall of the epoch as a float tensor ``(K,)`` (NaN for absent classes; :func:`per_class_recall`).
+    """Per-class recall of the epoch (NaN for absent classes; :func:`per_class_recall`).
 
-    Non-scalar, so use it in ``additional_metrics`` (``StatsHandler`` prints it as a list), not as the key metric.
+    :meth:`compute` returns a float tensor ``(K,)``. Attached to an engine under ``name``, it stores one scalar per
+    class, ``engine.state.metrics[f"{name}_{c}"]`` (``c`` = 0 ... K-1), and nothing under ``name`` itself: every
+    MONAI logging handler (``StatsHandler``, ``TensorBoardStatsHandler``, ``MLFlowHandler``, ``MetricsSaver``) takes
+    scalars, and ``MLFlowHandler`` fails on a tensor. Use it in ``additional_metrics``, not as the key metric.
 
     Args: ``num_classes``, ``output_transform``, ``device`` as in :class:`QuadraticWeightedKappa`.
     """
 
     def _value(self, y_true: np.ndarray, prob_or_pred: np.ndarray) -> torch.Tensor:
         return torch.tensor(per_class_recall(y_true, prob_or_pred, self.num_classes), dtype=torch.float64)
+
+    def completed(self, engine: Engine, name: str) -> None:
+        """Store the recall of class ``c`` as the scalar metric ``f"{name}_{c}"``."""
+        for c, value in enumerate(self.compute().tolist()):
+            engine.state.metrics[f"{name}_{c}"] = value
 
 
 class OneVsRestAUC(_GradingEpochMetric):

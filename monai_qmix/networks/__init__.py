@@ -8,5 +8,15 @@
 from __future__ import annotations
 
 from .qmix_net import Backbone, QMixNet, SmallCNN, build_backbone, load_pretrained
+from .wrappers import is_wrapped, unwrap_network, wrapped_method
 
-__all__ = ["Backbone", "QMixNet", "SmallCNN", "build_backbone", "load_pretrained"]
+__all__ = [
+    "Backbone",
+    "QMixNet",
+    "SmallCNN",
+    "build_backbone",
+    "is_wrapped",
+    "load_pretrained",
+    "unwrap_network",
+    "wrapped_method",
+]

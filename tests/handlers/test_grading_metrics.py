@@ -197,7 +197,8 @@ class TestGradingIgniteMetrics(unittest.TestCase):
         self.assertAlmostEqual(got["qwk"], self.expected["qwk"], places=6)
         self.assertAlmostEqual(got["acc"], self.expected["accuracy"], places=6)
         self.assertAlmostEqual(got["f1"], self.expected["macro_f1"], places=6)
-        assert_allclose(got["recall"], self.expected["per_class_recall"], rtol=1e-6)
+        self.assertNotIn("recall", got)  # one scalar per class instead (loggable by every MONAI handler)
+        assert_allclose([got[f"recall_{c}"] for c in range(4)], self.expected["per_class_recall"], rtol=1e-6)
         if auc:
             self.assertAlmostEqual(got["auc"], self.expected["auc_ovr"], places=6)
 
@@ -247,3 +248,41 @@ class TestGradingIgniteMetrics(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def _uneven_rank(rank: int, port: int, preds: list, labels: list, queue) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        metric = QuadraticWeightedKappa(num_classes=5)
+        metric.reset()
+        metric.update((torch.as_tensor(preds[rank]), torch.as_tensor(labels[rank])))
+        queue.put((rank, float(metric.compute())))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+class TestGradingMetricsDistributed(unittest.TestCase):
+    def test_uneven_shards(self) -> None:
+        """Two gloo ranks with 7 and 5 samples (``DistributedSampler(even_divisible=False)``): every rank gets the
+        metric of all 12 samples."""
+        import socket
+
+        import torch.multiprocessing as mp
+
+        y, p = _random_case(3, n=12)
+        preds, labels = [p[:7], p[7:]], [y[:7], y[7:]]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_uneven_rank, args=(r, port, preds, labels, queue)) for r in range(2)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(120)
+            self.assertEqual(proc.exitcode, 0)
+        values = dict(queue.get(timeout=10) for _ in range(2))
+        expected = quadratic_weighted_kappa(y, p, num_classes=5)
+        self.assertAlmostEqual(values[0], expected, places=6)
+        self.assertAlmostEqual(values[1], expected, places=6)
