@@ -377,7 +377,9 @@ def apply_noise_file(
 
     Returns:
         the training datalist (copies of the clean items with ``label``, ``true_label``, ``noise_group``, ``quality``,
-        ``source_index`` and a new ``index``; degraded items also ``source_image`` and ``degradation_seed``).
+        ``source_index``, a new ``index``, ``source_image`` (the original image; the same as ``image`` unless the
+        item was degraded) and ``degradation_seed`` (``-1`` when not degraded)). Every item has the same keys, so
+        the list batches with the default collate.
 
     Raises:
         ValueError: wrong format, or ``datalist`` does not match the record (length or ids); synthetic Mis-L images
@@ -405,6 +407,7 @@ def apply_noise_file(
         item.update(
             label=a["label"], true_label=a["true_label"], noise_group=a["noise_group"], quality=a["quality"],
             source_index=a["source_index"], index=new_index,
+            source_image=item["image"], degradation_seed=-1,
         )  # fmt: skip
         if a.get("degradation_seed") is not None:
             if cache_dir is None:
@@ -417,7 +420,6 @@ def apply_noise_file(
             )
             if not dst.exists():
                 _write_degraded(str(item["image"]), dst, int(a["degradation_seed"]), degradation)
-            item["source_image"] = item["image"]
             item["image"] = str(dst)
             item["degradation_seed"] = int(a["degradation_seed"])
         out.append(item)

@@ -18,6 +18,7 @@ from .grading_metrics import (
     quadratic_weighted_kappa,
 )
 from .separation import SampleSeparationHandler, SeparationEvents
+from .separation_loss import SeparationLossHandler
 
 __all__ = [
     "GradingAccuracy",
@@ -27,6 +28,7 @@ __all__ = [
     "QuadraticWeightedKappa",
     "SampleSeparationHandler",
     "SeparationEvents",
+    "SeparationLossHandler",
     "grading_metric_set",
     "grading_report",
     "quadratic_weighted_kappa",

@@ -18,6 +18,7 @@ from .sample_reweighing import (
     SampleReweighingLoss,
 )
 from .schedules import QMIX_PRESETS, OmegaSchedule, OmegaScheduleType, QMixPreset, get_qmix_preset, omega_schedule
+from .separation_weighted import SeparationWeightedLoss
 from .ssl import (
     MisLTargetRule,
     co_guess,
@@ -31,6 +32,7 @@ from .ssl import (
 
 __all__ = [
     "SampleReweighingLoss",
+    "SeparationWeightedLoss",
     "MisHLossType",
     "GroupNormalization",
     "GROUP_CORRECT",

@@ -37,10 +37,11 @@ Design (all documented deviations from the reference are options or noted here):
 * **Batches**: for ``(B, C, H, W)`` input the parameters are drawn per element, in order, from ``self.R``; a batch
   call therefore equals stacking single-image calls of an identically seeded transform applied sequentially.
 * **Replay**: the drawn parameters are available from :attr:`RandFundusDegradation.last_params` and attached to
-  MetaTensor outputs under ``meta["fundus_degradation"]`` (:data:`DEGRADATION_META_KEY`);
-  :meth:`RandFundusDegradation.apply` re-applies them. Quantities that depend on the image (the halo level, the
-  hole darkening ``beta`` which depends on the FOV mean) are recomputed from the image on replay, as in the
-  reference.
+  MetaTensor outputs under ``meta["fundus_degradation"]`` (:data:`DEGRADATION_META_KEY`) as a JSON string (its
+  structure varies with the type drawn, and a string collates into a batch where a varying dict cannot);
+  :meth:`RandFundusDegradation.apply` re-applies them (dicts or that JSON string). Quantities that depend on the
+  image (the halo level, the hole darkening ``beta`` which depends on the FOV mean) are recomputed from the image on
+  replay, as in the reference.
 
 Reference quirks kept as options with the reference behaviour as default: ``halo_presets=(1, 2)`` (the white
 preset 0 is unreachable in the reference), ``reference_size=512`` and ``blur_kernel_rule="official"`` (kernel
@@ -51,6 +52,7 @@ Gaussian, computed by downsample-blur-upsample for large sigma).
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -727,8 +729,8 @@ class RandFundusDegradation(RandomizableTransform):
             randomize: draw new parameters (default) or re-use the last ones (e.g. for several dictionary keys).
 
         Returns:
-            the degraded image(s), same type/dtype/device; MetaTensor outputs carry the parameters under
-            ``meta["fundus_degradation"]``.
+            the degraded image(s), same type/dtype/device; MetaTensor outputs carry the parameters as a JSON
+            string under ``meta["fundus_degradation"]`` (``json.loads`` gives :attr:`last_params`).
         """
         img_t = convert_to_tensor(img, track_meta=get_track_meta())
         batch = self._check_img(img_t)
@@ -739,13 +741,13 @@ class RandFundusDegradation(RandomizableTransform):
         return self._apply(img_t, fov, self._params, self._batched)
 
     def apply(
-        self, img: NdarrayOrTensor, params: dict | Sequence[dict], fov: NdarrayOrTensor | None = None
+        self, img: NdarrayOrTensor, params: dict | Sequence[dict] | str, fov: NdarrayOrTensor | None = None
     ) -> NdarrayOrTensor:
         """Re-apply recorded parameters (from :attr:`last_params` or ``meta["fundus_degradation"]``) without drawing.
 
         Args:
             img: one image ``(3, H, W)`` with a params dict, or a batch ``(B, 3, H, W)`` with a list of ``B`` dicts.
-            params: the parameters.
+            params: the parameters, or the JSON string recorded in ``meta["fundus_degradation"]``.
             fov: optional FOV mask as in :meth:`__call__`.
 
         Returns:
@@ -756,6 +758,11 @@ class RandFundusDegradation(RandomizableTransform):
         """
         img_t = convert_to_tensor(img, track_meta=get_track_meta())
         batch = self._check_img(img_t)
+        if isinstance(params, str):
+            try:
+                params = json.loads(params)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"params: not a JSON record of this transform ({e}): {params[:80]!r}") from e
         plist = [params] if isinstance(params, Mapping) else list(params)
         if len(plist) != (1 if batch is None else batch) or (batch is None and not isinstance(params, Mapping)):
             raise ValueError(
@@ -851,7 +858,7 @@ class RandFundusDegradation(RandomizableTransform):
         out = out if batched else out[0]
         result, *_ = convert_to_dst_type(out, dst=img_t, dtype=x.dtype)
         if isinstance(result, MetaTensor):
-            result.meta[DEGRADATION_META_KEY] = copy.deepcopy(params if batched else params[0])
+            result.meta[DEGRADATION_META_KEY] = json.dumps(params if batched else params[0])
         return result
 
     def _fov(self, work: torch.Tensor, fov: NdarrayOrTensor | None, batched: bool) -> torch.Tensor:

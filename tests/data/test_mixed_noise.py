@@ -137,6 +137,14 @@ class TestSyntheticMisL(unittest.TestCase):
                 self.assertTrue(Path(it["image"]).is_file())
                 self.assertNotEqual(it["image"], it["source_image"])
                 self.assertEqual(it["label"], it["true_label"])  # synthetic_label="keep"
+            # every item has the same keys (the list batches with the default collate)
+            self.assertEqual(len({tuple(sorted(it)) for it in out}), 1)
+            for it in out:
+                if it["noise_group"] != "mis_l":
+                    self.assertEqual((it["source_image"], it["degradation_seed"]), (it["image"], -1))
+            from torch.utils.data import default_collate
+
+            self.assertEqual(len(default_collate(out)["image"]), len(out))
             a = np.asarray(Image.open(deg[0]["image"]))
             self.assertEqual(a.shape, (32, 32, 3))
             self.assertFalse(np.array_equal(a, np.asarray(Image.open(deg[0]["source_image"]))))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import unittest
 
 import numpy as np
@@ -181,13 +182,15 @@ class TestRandFundusDegradation(unittest.TestCase):
             single = RandFundusDegradation(**kwargs).set_random_state(7)
             expected = torch.stack([torch.as_tensor(single(im)) for im in batch])
             assert_allclose(out, expected, atol=1e-5)
-            self.assertIsInstance(out.meta[DEGRADATION_META_KEY], list)
+            self.assertIsInstance(json.loads(out.meta[DEGRADATION_META_KEY]), list)
 
     def test_replay(self):
         t = RandFundusDegradation(blur_kernel_rule="full_gaussian").set_random_state(1)
         out = t(IMG, fov=FOV)
-        params = out.meta[DEGRADATION_META_KEY]
-        self.assertEqual(params, t.last_params)
+        params = out.meta[DEGRADATION_META_KEY]  # a JSON string (collates into batches)
+        self.assertEqual(json.loads(params), json.loads(json.dumps(t.last_params)))
+        with self.assertRaisesRegex(ValueError, "not a JSON record"):
+            t.apply(IMG, "{oops", fov=FOV)
         replayed = RandFundusDegradation().set_random_state(99).apply(IMG, params, fov=FOV)
         assert_allclose(replayed, out, rtol=0, atol=0)
         # the parameters are size independent: replay at another size degrades the same way
@@ -205,7 +208,7 @@ class TestRandFundusDegradation(unittest.TestCase):
         self.assertIs(t.set_random_state(0), t)
         out = t(data)
         assert_allclose(out["image"], out["copy"], rtol=0, atol=0)
-        self.assertEqual(out["image"].meta[DEGRADATION_META_KEY]["type"], "101")
+        self.assertEqual(json.loads(out["image"].meta[DEGRADATION_META_KEY])["type"], "101")
         self.assertEqual(t.last_params["type"], "101")
         ref = RandFundusDegradation(de_type="101").set_random_state(0)(IMG, fov=FOV)
         assert_allclose(out["image"], ref, rtol=0, atol=0)
@@ -289,3 +292,19 @@ class TestRandFundusDegradation(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestDegradationCollate(unittest.TestCase):
+    def test_dataloader_batches_mixed_records(self):
+        """Images degraded with different types, or not at all (prob < 1), batch with MONAI's collate: the record
+        is a JSON string per image."""
+        from monai.data import DataLoader, Dataset
+
+        data = [{"image": MetaTensor(IMG.clone(), meta={"filename_or_obj": f"{i}.png"})} for i in range(6)]
+        t = RandFundusDegradationd(keys="image", de_type=DEGRADATION_TYPES, prob=0.5).set_random_state(3)
+        batch = next(iter(DataLoader(Dataset(data, transform=t), batch_size=6, num_workers=0)))
+        self.assertEqual(batch["image"].shape, (6, 3, 64, 64))
+        records = [json.loads(r) for r in batch["image"].meta[DEGRADATION_META_KEY]]
+        self.assertEqual(len(records), 6)
+        applied = [r["applied"] for r in records]
+        self.assertTrue(any(applied) and not all(applied), applied)  # both kinds in one batch
