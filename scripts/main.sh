@@ -7,5 +7,5 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-source scripts/setup_env.sh
+QMIX_EXTRAS="" source scripts/setup_env.sh
 python -m monai.bundle run --config_file bundles/qmix_synthetic/configs/train.json "$@"

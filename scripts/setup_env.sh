@@ -43,11 +43,16 @@ if ! "$VPY" -c 'import torch' >/dev/null 2>&1; then
     pip_install "torch==$TORCH_VERSION"
 fi
 
-# Re-install the package only when setup.py changed since the last install.
-STAMP="$VENV/.monai_qmix_installed"
-if [ ! -f "$STAMP" ] || [ "$ROOT/setup.py" -nt "$STAMP" ] || ! "$VPY" -c 'import monai_qmix, monai, ignite' >/dev/null 2>&1; then
-    echo "setup_env: installing monai_qmix and its dependencies (pip install -e .[dev])"
-    pip_install -e "$ROOT[dev]"
+# Re-install the package only when setup.py changed since the last install. QMIX_EXTRAS picks the extras
+# (default "dev": test tools incl. mlflow for the tracking test; scripts/main.sh installs none, which is faster).
+EXTRAS="${QMIX_EXTRAS-dev}"
+SPEC="$ROOT${EXTRAS:+[$EXTRAS]}"
+STAMP="$VENV/.monai_qmix_installed${EXTRAS:+_$EXTRAS}"
+fresh() { [ -f "$1" ] && [ ! "$ROOT/setup.py" -nt "$1" ]; }
+if ! { fresh "$STAMP" || { [ -z "$EXTRAS" ] && fresh "$VENV/.monai_qmix_installed_dev"; }; } \
+    || ! "$VPY" -c 'import monai_qmix, monai, ignite' >/dev/null 2>&1; then
+    echo "setup_env: installing monai_qmix and its dependencies (pip install -e $SPEC)"
+    pip_install -e "$SPEC"
     touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
