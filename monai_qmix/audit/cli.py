@@ -21,7 +21,7 @@ import argparse
 import json
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ from .loading import load_images
 from .oof import AUDIT_BACKBONES, build_audit_network, oof_probs, predict_probs
 from .report import write_report
 
-__all__ = ["CHECKPOINT_KEYS", "run_audit", "low_quality_metrics", "main"]
+__all__ = ["CHECKPOINT_KEYS", "run_audit", "audit_summary", "low_quality_metrics", "main"]
 
 #: Keys under which a checkpoint dict may hold the network's state dict (first match wins; A of a QMix pair).
 CHECKPOINT_KEYS: tuple[str, ...] = ("network", "network_a", "net_a", "model", "net", "state_dict")
@@ -62,21 +62,39 @@ def low_quality_metrics(table: AuditTable, low_truth: Any) -> dict[str, dict[str
     return out
 
 
-def _load_checkpoint(path: str, num_classes: int, backbone: str, device: torch.device) -> torch.nn.Module:
-    """Load a state dict (plain, or under one of :data:`CHECKPOINT_KEYS`) into :func:`build_audit_network`."""
+class _InputTransformed(torch.nn.Module):
+    """``network(transform(x))``: a checkpoint network behind the input transform it was trained with."""
+
+    def __init__(self, network: torch.nn.Module, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.network = network
+        self.transform = transform
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(self.transform(x))
+
+
+def _load_checkpoint(
+    path: str, num_classes: int, backbone: str, device: torch.device, network: torch.nn.Module | None = None
+) -> torch.nn.Module:
+    """Load a state dict (plain, or under one of :data:`CHECKPOINT_KEYS`, e.g. a bundle's ``models/model.pt``) into
+    ``network`` (default: :func:`build_audit_network` of ``backbone``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint: no such file {path!r} (expected a torch checkpoint).")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, Mapping):
         for key in CHECKPOINT_KEYS:
             if key in state and isinstance(state[key], Mapping):
                 state = state[key]
                 break
-    net = build_audit_network(num_classes, backbone)
+    net = build_audit_network(num_classes, backbone) if network is None else network
+    what = f"backbone={backbone!r}" if network is None else f"the given {type(network).__name__}"
     try:
         net.load_state_dict(state)
     except (RuntimeError, TypeError) as e:
         raise ValueError(
-            f"checkpoint: {path!r} does not fit a QMixNet with backbone={backbone!r} and num_classes={num_classes} "
-            f"(pass --backbone / --num_classes to match): {e}"
+            f"checkpoint: {path!r} does not fit a network with {what} and num_classes={num_classes} "
+            f"(pass the backbone / network and num_classes it was trained with): {e}"
         ) from e
     return net.to(device).eval()
 
@@ -99,16 +117,25 @@ def run_audit(
     flips: str = "hv",
     top_k: int = 32,
     seed: int = 0,
-    device: str | None = None,
+    device: str | torch.device | None = None,
     progress: bool = True,
+    network: torch.nn.Module | None = None,
+    input_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[AuditTable, dict[str, Any]]:
     """Audit a dataset folder and write the report (see the module docstring); returns the table and the summary.
 
     ``summary["metrics"]`` holds, when the datalist carries them, the separation metrics and precision at k against
     ``noise_group`` (planted noise) and the precision / recall of the low-quality flags against ``quality == 0``.
 
+    With a ``checkpoint`` the state dict (plain, or under one of :data:`CHECKPOINT_KEYS`: network A of a bundle's
+    ``models/model.pt``) is loaded into ``network`` (default: :func:`build_audit_network` of ``backbone``), and
+    ``input_transform`` (default: none) maps the float ``[0, 1]`` image batches ``(B, 3, image_size, image_size)``
+    to the network's input (e.g. the normalisation it was trained with). Both are ignored without a checkpoint.
+
     Raises:
-        ValueError: bad options, no readable image, or labels outside ``0..num_classes-1``.
+        ValueError: bad options, no readable image, labels outside ``0..num_classes-1``, or a checkpoint that does
+            not fit the network.
+        FileNotFoundError: ``checkpoint`` is not a file.
     """
     from monai_qmix.data import load_datalist
 
@@ -131,7 +158,9 @@ def run_audit(
     k = int(num_classes) if num_classes else int(all_labels.max()) + 1
     if all_labels.max() >= k:
         raise ValueError(f"num_classes: {k} is too small for labels up to {int(all_labels.max())}.")
-    net = _load_checkpoint(checkpoint, k, backbone, dev) if checkpoint else None  # fail before the slow part
+    net = _load_checkpoint(checkpoint, k, backbone, dev, network) if checkpoint else None  # fail before the slow part
+    if net is not None and input_transform is not None:
+        net = _InputTransformed(net, input_transform)
     images, ok, quality, img_problems = load_images(datalist, image_size=image_size, progress=progress)
     problems += img_problems
     if len(ok) < 2 * max(2, int(folds)):
@@ -180,6 +209,21 @@ def run_audit(
     return table, {**summary, "num_problems": len(problems), "problems": problems}
 
 
+def audit_summary(table: AuditTable, summary: Mapping[str, Any], out: str | os.PathLike) -> str:
+    """The console summary of an audit: flagged counts, the report path, counts per grade and the metrics."""
+    n_h, n_l = int(table["is_mislabeled"].sum()), int(table["is_low_quality"].sum())
+    lines = [
+        f"audited {len(table)} images; {n_h} probably mislabelled, {n_l} low quality; "
+        f"report: {os.path.join(os.fspath(out), 'report.html')}",
+        "grade  n  correct  mis_h  mis_l",
+    ]
+    for g, c in table.counts_per_grade().items():
+        lines.append(f"{g:>5} {c['n']:>3} {c['correct']:>8} {c['mis_h']:>6} {c['mis_l']:>6}")
+    if summary.get("metrics"):
+        lines.append(json.dumps(summary["metrics"], indent=1, default=str))
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m monai_qmix.audit", description=__doc__.split("\n\n")[0])
@@ -212,12 +256,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         backbone=a.backbone, num_classes=a.num_classes, quality_threshold=thr, low_quality_rule=a.low_quality_rule,
         per_class=a.per_class, flips=a.flips, top_k=a.top_k, seed=a.seed, device=a.device, progress=not a.no_progress,
     )  # fmt: skip
-    counts = table.counts_per_grade()
-    n_h, n_l = int(table["is_mislabeled"].sum()), int(table["is_low_quality"].sum())
-    print(f"audited {len(table)} images; {n_h} probably mislabelled, {n_l} low quality; report: {a.out}/report.html")
-    print("grade  n  correct  mis_h  mis_l")
-    for g, c in counts.items():
-        print(f"{g:>5} {c['n']:>3} {c['correct']:>8} {c['mis_h']:>6} {c['mis_l']:>6}")
-    if summary["metrics"]:
-        print(json.dumps(summary["metrics"], indent=1, default=str))
+    print(audit_summary(table, summary, a.out))
     return 0

@@ -7,7 +7,8 @@
 
 * :mod:`.specs`: one row of parameters per bundle (:data:`BUNDLE_SPECS`);
 * :mod:`.template`: the template (Python dicts) of ``train.json``, ``evaluate.json``, ``inference.json``,
-  ``multi_gpu_train.json``, ``metadata.json``, ``schema.json``, ``logging.conf``, ``README.md``, ``LICENSE``;
+  ``multi_gpu_train.json``, ``audit.json``, ``metadata.json``, ``schema.json``, ``logging.conf``, ``README.md``,
+  ``LICENSE``;
 * :mod:`.render`: rendering and the check that committed bundles equal their rendering;
 * :mod:`.scripts`: the Python glue the configs call (datalists with a fail-fast dataset check, CSV writer).
 """

@@ -45,6 +45,7 @@ def render_bundle(name: str) -> dict[str, str]:
         "configs/evaluate.json": _json(template.evaluate_config(spec)),
         "configs/inference.json": _json(template.inference_config(spec)),
         "configs/multi_gpu_train.json": _json(template.multi_gpu_config(spec)),
+        "configs/audit.json": _json(template.audit_config(spec)),
         "configs/metadata.json": _json(template.metadata(spec)),
         "configs/schema.json": _json(template.metadata_schema()),
         "configs/logging.conf": template.LOGGING_CONF,

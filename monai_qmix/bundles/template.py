@@ -34,6 +34,7 @@ __all__ = [
     "evaluate_config",
     "inference_config",
     "multi_gpu_config",
+    "audit_config",
     "metadata",
     "metadata_schema",
     "LOGGING_CONF",
@@ -576,6 +577,82 @@ def multi_gpu_config(spec: BundleSpec) -> dict[str, Any]:
     }
 
 
+def audit_config(spec: BundleSpec) -> dict[str, Any]:
+    """``configs/audit.json`` (standalone): the dataset audit (:func:`monai_qmix.audit.cli.run_audit`).
+
+    Scores every image of the ``train`` split, separates Correct / Mis-H / Mis-L and writes ``audit.csv``,
+    ``report.html``, ``suspects_<group>.png`` and ``summary.json`` into ``output_dir``. Without ``checkpoint`` quick
+    out-of-fold models (``backbone``, ``folds``, ``epochs``, ``image_size``) give the predicted probabilities; with one
+    (e.g. this bundle's ``models/model.pt``), network A of the bundle's ``network`` is loaded and fed images of the
+    bundle's training size as ``train.json`` feeds them: transposed to ``(W, H)`` (MONAI's ``PILReader`` order) and
+    normalised as ``validate#normalize``.
+    """
+    info = DATASETS[_reader(spec)]
+    hp = hyper_parameters(spec)
+    synthetic = spec.name == "synthetic"
+    cfg: dict[str, Any] = {
+        "imports": ["$import torch", "$import monai", "$import monai_qmix", "$import monai_qmix.audit.cli"]
+        + ([f"$import {_SCRIPTS}"] if synthetic else []),
+        "bundle_root": f"bundles/qmix_{spec.name}",
+        "dataset_name": spec.name,
+        "reader": _reader(spec),
+        "dataset_dir": "$@bundle_root + '/data/synthdr'" if synthetic else f"/data/{spec.name}",
+        "output_dir": "$@bundle_root + '/audit'",
+        "split": "train",
+        "reader_options": hp["reader_options"],
+        "checkpoint": None,
+        "folds": 5,
+        "epochs": 10,
+        "backbone": "tiny",
+        "image_size": f"$64 if @checkpoint is None else {hp['image_size']}",
+        "flips": "hv",
+        "quality_threshold": "auto",
+        "low_quality_rule": "fov",
+        "per_class": False,
+        "top_k": 32,
+        "seed": 0,
+        "num_threads": hp["num_threads"],
+        "progress": True,
+        "device": "$'cuda' if torch.cuda.is_available() else 'cpu'",
+        "num_classes": info.num_classes,
+        "network": hp["network"],
+        "normalization": hp["normalization"],
+        "norm_mean": hp["norm_mean"],
+        "norm_std": hp["norm_std"],
+        "synthdr_num": hp.get("synthdr_num"),
+        "synthdr_size": hp.get("synthdr_size"),
+        "synthdr": {"num": "@synthdr_num", "size": "@synthdr_size", "seed": 0, "workers": 2},
+        "network_def": {**_net(), "pretrained_path": None, "_disabled_": "$@checkpoint is None"},
+        "normalize": {
+            "_target_": "monai.transforms.NormalizeIntensity",
+            "subtrahend": "$@norm_mean if @normalization == 'fundus' else None",
+            "divisor": "$@norm_std if @normalization == 'fundus' else None",
+            "channel_wise": True,
+        },
+        # MONAI's PILReader (train.json) loads an image as (W, H): the bundle's networks learnt transposed images
+        "input_transform": "$lambda x: torch.stack([@normalize(i) for i in x.transpose(-1, -2)])",
+        "audit": (
+            "$monai_qmix.audit.cli.run_audit(@reader, @dataset_dir, @output_dir, checkpoint=@checkpoint, "
+            "split=@split, reader_options=@reader_options, folds=@folds, epochs=@epochs, image_size=@image_size, "
+            "backbone=@backbone, num_classes=@num_classes, quality_threshold=@quality_threshold, "
+            "low_quality_rule=@low_quality_rule, per_class=@per_class, flips=@flips, top_k=@top_k, seed=@seed, "
+            "device=@device, progress=@progress, network=@network_def, input_transform=@input_transform)"
+        ),
+        "initialize": [
+            "$monai.utils.look_up_option(@normalization, ['fundus', 'per_image'])",
+            *_START,
+        ],
+        "run": ["$print(monai_qmix.audit.cli.audit_summary(*@audit, out=@output_dir))"],
+        "finalize": ["$monai.utils.set_determinism(seed=None)"],
+    }
+    if synthetic:  # SynthDR is generated on the first run, as by train.json
+        cfg["initialize"].insert(1, f"${_SCRIPTS}.build_datalists(@dataset_name, @dataset_dir, synthdr=@synthdr)")
+    else:
+        for key in ("synthdr_num", "synthdr_size", "synthdr"):
+            del cfg[key]
+    return cfg
+
+
 def _tensor_in(spec: BundleSpec, size: int) -> dict[str, Any]:
     return {
         "type": "magnitude",
@@ -814,6 +891,31 @@ def readme(spec: BundleSpec) -> str:
         "`normalization`: `fundus` (fixed `norm_mean` / `norm_std`, the official statistics) or `per_image` (each",
         "view standardised per channel with its own mean and std, robust to colour casts). `num_threads`: torch CPU",
         "threads (`null`: torch's default; 1 avoids over-subscribing the cores that the DataLoader workers use).",
+        "",
+        "## Audit: probably mislabelled and low-quality images",
+        "",
+        "`configs/audit.json` (standalone) scores every image of the `train` split, separates Correct / Mis-H",
+        "(probably mislabelled: re-grade) / Mis-L (low quality: re-acquire or exclude) and writes `audit.csv`",
+        "(ranked by P(Mis-H) and P(Mis-L), with the given and predicted grade, probabilities, loss, uncertainty and",
+        "the fundus quality score), a self-contained `report.html`, `suspects_<group>.png` contact sheets and",
+        "`summary.json` into `output_dir` (default `<bundle_root>/audit`).",
+        "",
+        "```bash",
+        "# quick out-of-fold models (no image is scored by a model that saw its label)",
+        f"python -m monai.bundle run --config_file {root}/configs/audit.json{data}",
+        "# or the predictions of this bundle's trained network A (its `network`, training size and normalisation)",
+        f"python -m monai.bundle run --config_file {root}/configs/audit.json{data} --checkpoint {root}/models/model.pt",
+        "```",
+        "",
+        "Overridable keys: `dataset_dir`, `output_dir`, `checkpoint` (`null`: out-of-fold models), `folds` (5),",
+        "`epochs` (10), `backbone` of the out-of-fold models (`tiny`, or `resnet18`, ...), `image_size` (64 px for",
+        f"the out-of-fold models, {hp['image_size']} px with a checkpoint), `seed`, `reader_options`, `progress`,",
+        "`low_quality_rule` (`fov`, `model`, `either`, `both`), `quality_threshold` (`auto`: median - 3 robust SD",
+        "of the FOV quality score), `top_k` (images per contact sheet). With `--checkpoint`, pass the `--network`",
+        "the checkpoint was trained with when it was overridden for training. All images are held in memory at",
+        "`image_size` (3 x image_size^2 bytes each). The same audit runs outside bundles with",
+        f"`python -m monai_qmix.audit --dataset {_reader(spec)} --dataset_dir D --out O`.",
+        *(["SynthDR is generated into `dataset_dir` on the first run, as by `train.json`."] if not data else []),
         "",
         "## Hyper-parameters (top-level keys of `configs/train.json`)",
         "",
