@@ -164,6 +164,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"Omega(0) / lambda_c preset of QMix, one of {sorted(QMIX_PRESETS)}; 'auto' = the noise preset if "
         "listed there, else 'default'",
     )
+    g.add_argument(
+        "--strong_views",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="strong views per sample in the SSL loss of dividemix/qmix (QMixTrainer strong_views; 1 = floor 6f + 2F)",
+    )
     g.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], help="one run per seed (same for all)")
     g = ap.add_argument_group("runtime and output")
     g.add_argument("--threads", type=int, default=2, help="torch intra-op threads (and SynthDR render workers)")
@@ -400,7 +407,8 @@ def run_method(
     opts = [torch.optim.AdamW(n.parameters(), lr=args.lr, weight_decay=args.weight_decay) for n in nets]
     scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=args.epochs) for o in opts]
     normalize = args.input_norm == "fundus"
-    train_ds = dataset(sets["x_train"], sets["train"], "label", fundus_views("image", normalize=normalize))
+    views = fundus_views("image", n_strong=args.strong_views, normalize=normalize)
+    train_ds = dataset(sets["x_train"], sets["train"], "label", views)
     train_ds.transform.set_random_state(seed)
     test_tf = fundus_test_transform(normalize=normalize)
     sep_loader = DataLoader(
@@ -439,6 +447,7 @@ def run_method(
         lr_scheduler_b=scheds[1] if two else None,
         method=method,
         warmup_epochs=args.warmup_epochs,
+        strong_views=args.strong_views,
         separation_loader=sep_loader if two else None,
         separation_handler_kwargs={"noise_group": truth, "progress": False},
         seed=seed,

@@ -63,8 +63,9 @@ from monai_qmix.losses import (
 )
 from monai_qmix.networks.wrappers import unwrap_network, wrapped_method
 from monai_qmix.separation import GROUP_NAMES, SeparationResult
+from monai_qmix.transforms.augment import MultiViewd
 
-from .rng_state import RNGState
+from .rng_state import RNGState, find_randomizables
 from .utils import choose_option
 
 __all__ = ["QMixTrainer", "TrainingMethod"]
@@ -163,6 +164,15 @@ class QMixTrainer(SupervisedTrainer):
         weak_mode: ``"train"`` (default; BN batch statistics, as DivideMix's trained network) or ``"eval"`` for the
             no-grad weak-view forwards.
         min_group_size: a group with fewer samples in a batch skips its term.
+        skip_unused_views: compute only the views each epoch uses: at every ``EPOCH_STARTED`` every
+            :class:`~monai_qmix.transforms.MultiViewd` of the training loader (found as its dataset's transforms)
+            that makes ``strong_keys[0]`` gets :meth:`~monai_qmix.transforms.MultiViewd.set_active_views`: the
+            first strong view in warm-up epochs and for ``method="standard"``, ``weak_keys`` + the first
+            ``strong_views`` strong keys afterwards. Off by default (the seeded random stream of the augmentations
+            changes). A 2 weak + 2 strong loader otherwise augments 4 views per sample for a warm-up that uses 1,
+            which costs a large share of a warm-up epoch when augmenting in the main process (see
+            ``benchmarks/cost.py``). Needs non-persistent loader workers (the flag reaches workers started after
+            ``EPOCH_STARTED``).
         weak_keys: batch keys of the weak views.
         strong_keys: batch keys of the strong views (at least ``strong_views``).
         label_key: batch key of the given labels.
@@ -227,6 +237,7 @@ class QMixTrainer(SupervisedTrainer):
         warmup_penalty: float = 0.0,
         weak_mode: str = "train",
         min_group_size: int = 1,
+        skip_unused_views: bool = False,
         weak_keys: Sequence[str] = ("image_w1", "image_w2"),
         strong_keys: Sequence[str] = ("image_s1", "image_s2"),
         label_key: str = "label",
@@ -354,6 +365,9 @@ class QMixTrainer(SupervisedTrainer):
             )
             self.separation_handler.attach(self)
             self.add_event_handler(Events.EPOCH_STARTED, self._check_partitions)
+        self.multiview_transforms = self._find_multiviews(train_data_loader) if skip_unused_views else []
+        if skip_unused_views:
+            self.add_event_handler(Events.EPOCH_STARTED, self._select_views)
         if train_handlers is not None:
             self._register_handlers(train_handlers)
 
@@ -376,6 +390,29 @@ class QMixTrainer(SupervisedTrainer):
         if compile:
             fns = {k: torch.compile(f, **(kwargs or {})) for k, f in fns.items()}
         return fns
+
+    def _find_multiviews(self, loader: Iterable) -> list[MultiViewd]:
+        if getattr(loader, "persistent_workers", False) and getattr(loader, "num_workers", 0) > 0:
+            raise ValueError(
+                "skip_unused_views=True needs a train_data_loader without persistent_workers (its workers keep the "
+                "views selected when they started); pass persistent_workers=False or skip_unused_views=False."
+            )
+        found = [t for t in find_randomizables(loader) if isinstance(t, MultiViewd) and self.strong_keys[0] in t.views]
+        if not found:
+            warnings.warn(
+                f"skip_unused_views=True: no MultiViewd making {self.strong_keys[0]!r} found in train_data_loader's "
+                "dataset; every view the loader makes is computed.",
+                stacklevel=3,
+            )
+        return found
+
+    def _select_views(self, engine: QMixTrainer) -> None:
+        if engine.state.epoch <= self.warmup_epochs or self.method == TrainingMethod.STANDARD:
+            needed: tuple[str, ...] = self.strong_keys[:1]
+        else:
+            needed = (*self.weak_keys, *self.strong_keys[: self.strong_views])
+        for t in self.multiview_transforms:
+            t.set_active_views([k for k in t.views if k in needed])
 
     def _resolve_prior(self, prior: str | Sequence[float] | None) -> str | torch.Tensor | None:
         if prior is None:

@@ -272,6 +272,11 @@ class MultiViewd(Randomizable, MapTransform):
     :meth:`set_random_state` seeds this transform and then every distinct child (in the order of ``views``) with
     a seed drawn from its ``R``, so a seeded pipeline is reproducible (MONAI's ``DataLoader`` seeds it too).
 
+    :meth:`set_active_views` restricts the computed views to a subset (the others are neither augmented nor
+    returned), e.g. the single strong view a cross-entropy warm-up epoch uses; :class:`~monai_qmix.engines.
+    QMixTrainer` does this per epoch with ``skip_unused_views=True``. Skipped views make no random draws, so the
+    random stream differs from an all-views run (it stays seeded and reproducible).
+
     Args:
         keys: the source image key (exactly one).
         views: ``{output_key: transform}``; output keys must differ from the source key.
@@ -308,6 +313,31 @@ class MultiViewd(Randomizable, MapTransform):
                 raise ValueError(f"views[{k!r}]: expected a callable transform, got {type(t).__name__}.")
         self.views = dict(views)
         self.keep_source = bool(keep_source)
+        self.active_views: tuple[str, ...] | None = None
+
+    def set_active_views(self, keys: Sequence[str] | None) -> MultiViewd:
+        """Compute only the views ``keys`` from now on (``None``: all views, the default).
+
+        Args:
+            keys: output keys of ``views`` to compute, or ``None``.
+
+        Returns:
+            This transform.
+
+        Raises:
+            ValueError: for an empty selection or a key that is not a view of this transform.
+        """
+        if keys is None:
+            self.active_views = None
+            return self
+        keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        unknown = [k for k in keys if k not in self.views]
+        if not keys or unknown:
+            raise ValueError(
+                f"keys: expected a non-empty subset of the views {list(self.views)} or None, got {list(keys)}."
+            )
+        self.active_views = keys
+        return self
 
     def _children(self) -> list[Any]:
         seen: dict[int, Any] = {}
@@ -330,6 +360,8 @@ class MultiViewd(Randomizable, MapTransform):
         for key in self.key_iterator(d):
             src = d[key]
             for out_key, transform in self.views.items():
+                if self.active_views is not None and out_key not in self.active_views:
+                    continue
                 img = src.clone() if isinstance(src, torch.Tensor) else copy.deepcopy(src)
                 d[out_key] = transform(img)
             if not self.keep_source:

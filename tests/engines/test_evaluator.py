@@ -124,7 +124,8 @@ class TestEvaluatorWithGradingMetrics(unittest.TestCase):
         self.assertAlmostEqual(metrics["val_accuracy"], expected["accuracy"], places=6)
         self.assertAlmostEqual(metrics["val_macro_f1"], expected["macro_f1"], places=5)
         self.assertAlmostEqual(metrics["val_auc_ovr"], expected["auc_ovr"], places=5)
-        assert_allclose(metrics["val_per_class_recall"], expected["per_class_recall"], rtol=1e-6)
+        recall = [metrics[f"val_per_class_recall_{c}"] for c in range(NUM_CLASSES)]  # one scalar per class
+        assert_allclose(recall, expected["per_class_recall"], rtol=1e-6)
 
     @parameterized.expand([[True], [False]])
     def test_supervised_evaluator_with_ensemble_inferer(self, decollate):

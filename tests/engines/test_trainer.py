@@ -221,6 +221,48 @@ class TestQMixTrainer(unittest.TestCase):
         self.assertTrue(all(r["n_mis_l_a"] == 0 and r["n_mis_l_b"] == 0 for r in rows))
         self.assertTrue(all(r["n_correct_a"] + r["n_mis_h_a"] == BATCH for r in rows))  # one strong view
 
+    @parameterized.expand([["qmix", 2], ["qmix", 1], ["standard", 1]])
+    def test_skip_unused_views(self, method: str, strong_views: int) -> None:
+        trainer = build(method, max_epochs=2, strong_views=strong_views, skip_unused_views=True)
+        self.assertEqual(len(trainer.multiview_transforms), 1)
+        made: dict[int, set] = {}
+        trainer.add_event_handler(
+            Events.GET_BATCH_COMPLETED,
+            lambda e: made.setdefault(e.state.epoch, set()).update(k for k in e.state.batch if "_" in k),
+        )
+        rec = Recorder(trainer, ["loss"])
+        trainer.run()
+        self.assertEqual(made[1], {"image_s1"})  # warm-up / CE: only the strong view the loss uses
+        after = (
+            {"image_s1"} if method == "standard" else {"image_w1", "image_w2", *["image_s1", "image_s2"][:strong_views]}
+        )
+        self.assertEqual(made[2], after)
+        self.assertTrue(all(math.isfinite(r["loss"]) for _, r in rec.rows))
+        self.assertEqual(len(rec.rows), 2 * (N // BATCH))
+
+    def test_skip_unused_views_checks_loader(self) -> None:
+        net = tiny_net()
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        with self.assertWarnsRegex(UserWarning, "skip_unused_views"):  # no MultiViewd: everything is computed
+            QMixTrainer("cpu", 1, [{}], net, opt, method="standard", skip_unused_views=True)
+        loader = DataLoader(Dataset(make_items(), views()), batch_size=BATCH, num_workers=1, persistent_workers=True)
+        with self.assertRaisesRegex(ValueError, "persistent_workers"):
+            QMixTrainer("cpu", 1, loader, net, opt, method="standard", skip_unused_views=True)
+
+    def test_channels_last_same_losses(self) -> None:
+        runs = []
+        for channels_last in (False, True):
+            trainer = build("qmix", max_epochs=2, channels_last=channels_last)
+            rec = Recorder(trainer, ["loss", "loss_a", "loss_b"])
+            trainer.run()
+            runs.append(rec.rows)
+        self.assertTrue(trainer.network.backbone[0].weight.is_contiguous(memory_format=torch.channels_last))
+        self.assertEqual(len(runs[0]), len(runs[1]))
+        for (e0, r0), (e1, r1) in zip(*runs):
+            self.assertEqual(e0, e1)
+            for k in r0:
+                self.assertAlmostEqual(r0[k], r1[k], places=4)
+
     def test_non_finite_loss_raises(self) -> None:
         trainer = build("standard", max_epochs=1)
         with torch.no_grad():

@@ -107,6 +107,19 @@ class TestMultiViewd(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "n_weak"):
             fundus_views(n_weak=0, n_strong=0)
 
+    def test_active_views(self) -> None:
+        mv = fundus_views("image", keep_source=True).set_random_state(0)
+        self.assertIs(mv.set_active_views(["image_s1"]), mv)
+        out = mv({"image": IMG, "label": 2})
+        self.assertEqual(sorted(out), ["image", "image_s1", "label"])  # skipped views are neither made nor returned
+        mv.set_active_views(("image_w2", "image_s1"))
+        self.assertEqual(sorted(mv({"image": IMG})), ["image", "image_s1", "image_w2"])
+        mv.set_active_views(None)
+        self.assertEqual(sorted(mv({"image": IMG})), ["image", "image_s1", "image_s2", "image_w1", "image_w2"])
+        for bad in (["image_s3"], []):
+            with self.assertRaisesRegex(ValueError, "keys"):
+                mv.set_active_views(bad)
+
     def test_weak_strong_test_transforms(self) -> None:
         weak = fundus_weak_augment().set_random_state(0)(IMG)
         self.assertAlmostEqual(float(to_numpy(weak).mean()), float(IMG.mean()), delta=0.1)  # geometry only
