@@ -12,6 +12,7 @@ configs stay declarative and every bundle shares one implementation.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -123,23 +124,29 @@ def _ensure_synthdr(dataset_dir: str | os.PathLike, synthdr: Mapping[str, Any]) 
     generate_synthdr(dataset_dir, **kwargs)
 
 
-def rank_zero_first(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(*args, **kwargs)`` on rank 0 first, then on the other ranks of an initialised process group (a barrier
+def rank_zero_first(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: under an initialised process group, ``fn`` runs on rank 0 first, then on the other ranks (a barrier
     in between), so that files ``fn`` creates (generated data, caches) are written once, by rank 0, and read by the
-    others. Without a process group (or with one process) it simply calls ``fn``. The barrier is reached even when
+    others. Without a process group (or with one process) ``fn`` is simply called. The barrier is reached even when
     rank 0 fails, so the other ranks then fail with their own call's error instead of hanging."""
-    dist = torch.distributed
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return fn(*args, **kwargs)
-    if dist.get_rank() == 0:
-        try:
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return fn(*args, **kwargs)
-        finally:
-            dist.barrier()
-    dist.barrier()
-    return fn(*args, **kwargs)
+        if dist.get_rank() == 0:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                dist.barrier()
+        dist.barrier()
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
+@rank_zero_first
 def build_datalists(
     name: str,
     dataset_dir: str | os.PathLike,
@@ -186,33 +193,6 @@ def build_datalists(
     Under an initialised ``torch.distributed`` process group rank 0 runs first (it generates SynthDR and writes the
     noise cache), then the other ranks, which find them (:func:`rank_zero_first`).
     """
-    return rank_zero_first(
-        _build_datalists,
-        name,
-        dataset_dir,
-        val_fraction=val_fraction,
-        seed=seed,
-        reader_options=reader_options,
-        noise_preset=noise_preset,
-        noise_seed=noise_seed,
-        cache_dir=cache_dir,
-        num_classes=num_classes,
-        synthdr=synthdr,
-    )
-
-
-def _build_datalists(
-    name: str,
-    dataset_dir: str | os.PathLike,
-    val_fraction: float,
-    seed: int,
-    reader_options: Mapping[str, Any] | None,
-    noise_preset: str | None,
-    noise_seed: int,
-    cache_dir: str | os.PathLike | None,
-    num_classes: int | None,
-    synthdr: Mapping[str, Any] | None,
-) -> dict[str, list[dict[str, Any]]]:
     if not 0.0 < float(val_fraction) < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}.")
     if name == "synthetic":
