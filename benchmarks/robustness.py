@@ -12,7 +12,10 @@ Every method is trained with the same network, image size, epochs, optimiser, ba
   ``--cache_dir``) split train / validation / test (stratified, seeded). The *training* part gets the mixed noise of
   a paper preset (``--preset ddr_sym_L15_H50``, repeatable; :func:`~monai_qmix.data.mixed_noise_preset` +
   :func:`~monai_qmix.data.build_mixed_noise`: synthetic Mis-L by degradation, Mis-H by label noise); validation and
-  test stay clean;
+  test stay clean. SynthDR has no natural ungradable images, so the degraded images stand in for the natural Mis-L of
+  the DDR presets: by default they are labelled as the preset labels natural ones (``--synthetic_label natural``:
+  uniformly random grades for the ``sym`` presets) and blurred with the full Gaussian kernel
+  (``--degradation``), which removes the lesions at CPU sizes; ``<tag>_<preset>_mis_l.png`` shows them;
 * ``--data csv``: any folder in the generic CSV layout with a quality column (``load_datalist("csv", ...)``,
   ``--reader_options`` e.g. ``'{"quality_column": "quality"}'``). Only items with a **known** quality label are
   used (1 high / 0 low); patients are the ``patient`` column or the id before the first ``_`` of the file name,
@@ -72,7 +75,7 @@ from PIL import Image
 from torch import nn
 
 from monai_qmix.data import build_mixed_noise, load_datalist, mixed_noise_preset, split_by_patient
-from monai_qmix.data.mixed_noise import MIXED_NOISE_PRESETS, NOISE_GROUPS
+from monai_qmix.data.mixed_noise import MIXED_NOISE_PRESETS, NATURAL_LABEL_MODES, NOISE_GROUPS
 from monai_qmix.data.synthetic import generate_synthdr
 from monai_qmix.engines.evaluator import EnsembleInferer
 from monai_qmix.engines.trainer import QMixTrainer
@@ -81,6 +84,7 @@ from monai_qmix.losses.schedules import QMIX_PRESETS, get_qmix_preset
 from monai_qmix.networks import Backbone, QMixNet, SmallCNN, build_backbone, load_pretrained
 from monai_qmix.separation import align_groups, plot_separation, score_samples, separate, separation_metrics
 from monai_qmix.transforms.augment import fundus_test_transform, fundus_views
+from monai_qmix.transforms.degradation import RandFundusDegradation
 
 METHODS = ("standard", "dividemix", "qmix")
 NUM_CLASSES = 5
@@ -116,6 +120,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         help="Mis-L ratio (synthdr: overrides the preset; csv: None = all natural low-quality images)",
+    )
+    g.add_argument(
+        "--synthetic_label",
+        choices=("natural", *NATURAL_LABEL_MODES),
+        default="natural",
+        help="training label of synthetically degraded (Mis-L) images: 'natural' = as the preset labels natural "
+        "low-quality images ('uniform' for the sym presets): SynthDR has no natural ungradable images, the degraded "
+        "ones stand in for them; 'keep' = their own grade (the official code's extra degraded images)",
+    )
+    g.add_argument(
+        "--degradation",
+        type=json.loads,
+        default={"blur_kernel_rule": "full_gaussian"},
+        help="JSON dict of RandFundusDegradation options for synthetic Mis-L images. The default full-Gaussian blur "
+        "removes the lesions at CPU sizes (ungradable, like natural Mis-L); the official kernel rule leaves them "
+        "visible at 64-128 px (see the <tag>_<preset>_mis_l.png figure)",
     )
     g.add_argument("--num", type=int, default=1000, help="synthdr: images generated (train + val + test)")
     g.add_argument("--subset", type=int, default=None, help="csv: use a seeded random subset of this many items")
@@ -189,6 +209,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ap.error(f"--splits: expected three positive fractions train,val,test, got {args.splits}.")
     if not 0 <= args.warmup_epochs < args.epochs:
         ap.error(f"--warmup_epochs must be in [0, --epochs={args.epochs}), got {args.warmup_epochs}.")
+    if not isinstance(args.degradation, dict):
+        ap.error(f"--degradation: expected a JSON dict of RandFundusDegradation options, got {args.degradation!r}.")
+    try:
+        RandFundusDegradation(**args.degradation)
+    except (TypeError, ValueError) as e:
+        ap.error(f"--degradation {json.dumps(args.degradation)}: {e}")
     if args.preset is None:
         args.preset = ["ddr_sym_L15_H50"] if args.data == "synthdr" else [None]
     for p in args.preset:
@@ -286,12 +312,14 @@ def noise_kwargs(args: argparse.Namespace, preset: str | None) -> dict[str, Any]
             kw["mis_h"] = args.mis_h
         if args.mis_l is not None:
             kw["mis_l"] = args.mis_l
-        return kw
-    kw = mixed_noise_preset(preset) if preset else {
-        "label_mode": "symmetric", "label_options": {"include_true": True}, "natural_label": "uniform",
-        "num_classes": NUM_CLASSES}  # fmt: skip
-    kw["mis_h"] = 0.4 if args.mis_h is None else args.mis_h
-    kw["mis_l"] = args.mis_l  # None: all natural low-quality images, no synthetic degradation
+    else:
+        kw = mixed_noise_preset(preset) if preset else {
+            "label_mode": "symmetric", "label_options": {"include_true": True}, "natural_label": "uniform",
+            "num_classes": NUM_CLASSES}  # fmt: skip
+        kw["mis_h"] = 0.4 if args.mis_h is None else args.mis_h
+        kw["mis_l"] = args.mis_l  # None: all natural low-quality images, no synthetic degradation
+    kw["synthetic_label"] = kw["natural_label"] if args.synthetic_label == "natural" else args.synthetic_label
+    kw["degradation"] = dict(args.degradation)
     return kw
 
 
@@ -656,9 +684,42 @@ def markdown(result: dict[str, Any]) -> str:
             lines += ["", "Targets of issue 8 (SynthDR, last epoch, mean over seeds):", ""]
             lines += [f"- {t}" for t in tl]
         lines += ["", f"![QWK per epoch]({block['qwk_png']})", ""]
+        if block.get("mis_l_png"):
+            lines += [f"![Mis-L examples]({block['mis_l_png']})", ""]
         lines += [f"![{m} scatter]({rs[0]['scatter_png']})" for m, rs in recs.items() if rs[0]["scatter_png"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def plot_mis_l_examples(sets: dict[str, Any], path: str, size: int, n: int = 8) -> str | None:
+    """Up to ``n`` Mis-L training images as the network sees them (bottom row) under their clean source (top row,
+    synthetic degradation only), with the given and the true grade; ``None`` when there are no Mis-L images."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    idx = [i for i, it in enumerate(sets["train"]) if it["noise_group"] == "mis_l"][:n]
+    if not idx:
+        return None
+    items = [sets["train"][i] for i in idx]
+    synthetic = [it.get("source_image", it["image"]) != it["image"] for it in items]
+    rows = 2 if any(synthetic) else 1
+    fig = Figure(figsize=(1.4 * len(idx), 1.55 * rows + 0.3), dpi=80)
+    FigureCanvasAgg(fig)
+    src = load_images([{"image": it.get("source_image", it["image"])} for it in items], size) if rows == 2 else None
+    for k, (i, it) in enumerate(zip(idx, items)):
+        ax = fig.add_subplot(rows, len(idx), (rows - 1) * len(idx) + k + 1)
+        ax.imshow(sets["x_train"][i].permute(1, 2, 0).numpy())
+        ax.set_title(f"given {it['label']} / true {it.get('true_label', -1)}", fontsize=7)
+        ax.axis("off")
+        if src is not None:
+            ax = fig.add_subplot(rows, len(idx), k + 1)
+            ax.imshow(src[k].permute(1, 2, 0).numpy())
+            ax.set_title("clean source" if synthetic[k] else "(natural)", fontsize=7)
+            ax.axis("off")
+    fig.suptitle(f"Mis-L training images at {size} px (what the network sees)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
 
 
 def plot_curves(recs: dict[str, list[dict]], path: str, title: str) -> str:
@@ -749,6 +810,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{g} {sum(it['noise_group'] == g for it in sets['train'])}" for g in NOISE_GROUPS
                 ),
             )
+            if seed == args.seeds[0]:
+                png = plot_mis_l_examples(sets, f"{stem}_mis_l.png", args.image_size)
+                block["mis_l_png"] = os.path.basename(png) if png else None
             for method in args.methods:
                 recs[method].append(run_method(method, args, sets, preset, seed, stem))
         block["methods"] = recs

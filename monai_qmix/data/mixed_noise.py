@@ -166,7 +166,7 @@ def _write_degraded(src: str, dst: Path, seed: int, degradation: Mapping[str, An
     out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
     out8 = (np.clip(out.transpose(1, 2, 0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_suffix(".tmp.png")
+    tmp = dst.with_suffix(f".{os.getpid()}.tmp.png")  # unique per process: concurrent writers never collide
     Image.fromarray(out8).save(tmp)
     os.replace(tmp, dst)  # atomic: an interrupted run never leaves a half-written image
 

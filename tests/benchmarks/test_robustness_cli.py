@@ -1,0 +1,84 @@
+# Copyright (c) monai_qmix contributors.
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in
+# compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software distributed under the License is
+# distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+"""Tests of ``benchmarks/robustness.py``'s options (not of its numbers): how synthetic Mis-L images are labelled and
+degraded, the checks on ``--degradation``, and one tiny end-to-end run that writes every output."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import tempfile
+import unittest
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("robustness_benchmark", REPO / "benchmarks" / "robustness.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+rb = _load_benchmark()
+
+
+class TestNoiseOptions(unittest.TestCase):
+    def test_natural_label_is_the_default_for_synthetic_mis_l(self):
+        args = rb.parse_args(["--data", "synthdr"])
+        kw = rb.noise_kwargs(args, "ddr_sym_L15_H50")
+        self.assertEqual(kw["synthetic_label"], "uniform")  # the sym presets label natural Mis-L uniformly
+        self.assertEqual(kw["degradation"], {"blur_kernel_rule": "full_gaussian"})
+        kw = rb.noise_kwargs(args, "ddr_asym_L15_H30")
+        self.assertEqual(kw["synthetic_label"], "class_prior")
+
+    def test_keep_and_official_blur_on_request(self):
+        args = rb.parse_args(["--synthetic_label", "keep", "--degradation", '{"blur_kernel_rule": "official"}'])
+        kw = rb.noise_kwargs(args, "ddr_sym_L15_H50")
+        self.assertEqual(kw["synthetic_label"], "keep")
+        self.assertEqual(kw["degradation"], {"blur_kernel_rule": "official"})
+
+    def test_bad_degradation_names_the_option(self):
+        for bad, needle in (('{"severity": 3}', "severity"), ('{"sigma": 2}', "sigma"), ("[1, 2]", "JSON dict")):
+            err = io.StringIO()
+            with self.subTest(bad=bad), contextlib.redirect_stderr(err), self.assertRaises(SystemExit):
+                rb.parse_args(["--degradation", bad])
+            self.assertIn("--degradation", err.getvalue())
+            self.assertIn(needle, err.getvalue())
+
+
+class TestTinyRun(unittest.TestCase):
+    def test_outputs_and_uniform_labels(self):
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+            argv = ["--num", "60", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
+                    "--warmup_epochs", "1", "--methods", "standard,qmix", "--threads", "1", "--bootstrap", "0",
+                    "--splits", "0.6,0.2,0.2", "--out", tmp, "--cache_dir", os.path.join(tmp, "c"),
+                    "--tag", "t"]  # fmt: skip
+            self.assertEqual(rb.main(argv), 0)
+            with open(os.path.join(tmp, "t.json")) as f:
+                res = json.load(f)
+            block = res["presets"]["ddr_sym_L15_H50"]
+            self.assertEqual(block["noise_spec"]["synthetic_label"], "uniform")
+            for name in ("t.md", "t_ddr_sym_L15_H50_qwk.png", "t_ddr_sym_L15_H50_mis_l.png"):
+                self.assertTrue(os.path.isfile(os.path.join(tmp, name)), name)
+            self.assertEqual(block["mis_l_png"], "t_ddr_sym_L15_H50_mis_l.png")
+            self.assertEqual(len(block["methods"]["qmix"][0]["epochs"]), 2)
+            self.assertIsNotNone(block["methods"]["qmix"][0]["epochs"][1]["separation"].get("A"))
+            # the degraded images with their labels are what the noise file says: every Mis-L image was degraded
+            sets = rb.make_sets(rb.parse_args(argv), "ddr_sym_L15_H50", 0)
+            mis_l = [it for it in sets["train"] if it["noise_group"] == "mis_l"]
+            self.assertGreater(len(mis_l), 0)
+            self.assertTrue(all(it["image"] != it["source_image"] for it in mis_l))
+            self.assertTrue(all(it["quality"] == 0 for it in mis_l))
+            self.assertTrue(any(it["label"] != it["true_label"] for it in mis_l))  # redrawn, not kept
+
+
+if __name__ == "__main__":
+    unittest.main()
