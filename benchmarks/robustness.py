@@ -199,7 +199,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test QWK CI (0 = off)")
     g.add_argument("--out", default="benchmarks/results", help="output folder (JSON, Markdown, PNG)")
     g.add_argument("--tag", default=None, help="file-name stem of the outputs (default robustness_<data>)")
+    g.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="train nothing: merge the result JSONs of runs made with the same options but different --seeds and/or "
+        "--methods (e.g. run side by side) into one <tag>.json / .md / _qwk.png in --out (PNG links resolve when "
+        "--out is the folder of the inputs)",
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        return args
     bad = sorted(set(args.methods) - set(METHODS))
     if bad or not args.methods:
         ap.error(f"--methods: {bad or args.methods} not valid; expected a subset of {list(METHODS)}.")
@@ -624,7 +635,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Robustness benchmark ({cfg['data']})",
         "",
         f"- date (UTC): {result['date']}; hardware: {result['hardware']}; torch {result['torch']}",
-        f"- command: `{result['command']}`",
+        *(
+            [
+                "- merged from: "
+                + "; ".join(f"`{m['file']}` ({m['date']}, {m['wall_s'] / 60:.1f} min)" for m in result["merged_from"])
+            ]
+            if result.get("merged_from")
+            else []
+        ),
+        *([f"- command: `{c}`" for c in result["command"].split(" ; ")]),
         f"- network `{cfg['backbone']}` at {cfg['image_size']} px, {cfg['epochs']} epochs "
         f"({cfg['warmup_epochs']} warm-up for dividemix/qmix), batch {cfg['batch_size']}, AdamW lr {cfg['lr']} "
         f"cosine, seeds {cfg['seeds']}",
@@ -667,6 +686,22 @@ def markdown(result: dict[str, Any]) -> str:
                 )
                 + " |"
             )
+        if len(cfg["seeds"]) > 1:
+            lines += [
+                "",
+                "Per seed (QMix/DivideMix separation of network A, CE diagnostic):",
+                "",
+                "| method | seed | QWK best | QWK last | AUC_clean last | AUC_good last |",
+                "|---|---|---|---|---|---|",
+            ]
+            for method, rs in recs.items():
+                for r in rs:
+                    s = last_sep(r) or {}
+                    lines.append(
+                        f"| {method} | {r['seed']} | {_fmt(r['best']['test']['qwk'])} | "
+                        f"{_fmt(r['last']['test']['qwk'])} | {_fmt(s.get('auc_clean'))} | "
+                        f"{_fmt(s.get('auc_good'))} |"
+                    )
         lines += [
             "",
             f"Per-group separation of network A at the last separation (precision / recall; seed {cfg['seeds'][0]}):",
@@ -740,7 +775,7 @@ def plot_curves(recs: dict[str, list[dict]], path: str, title: str) -> str:
         if pts:
             ax_s.plot([e for e, _ in pts], [s["auc_clean"] for _, s in pts], "-o", ms=3, color=c,
                       label=f"{method} AUC_clean")  # fmt: skip
-            good = [(e, s["auc_good"]) for e, s in pts if math.isfinite(s["auc_good"])]
+            good = [(e, s["auc_good"]) for e, s in pts if s["auc_good"] is not None and math.isfinite(s["auc_good"])]
             if good:
                 ax_s.plot(*zip(*good), ":s", ms=3, color=c, label=f"{method} AUC_good")
     ax_q.set_xlabel("epoch")
@@ -776,8 +811,88 @@ def _clean_nan(o: Any) -> Any:
     return o
 
 
+_MERGE_FREE = ("preset", "seeds", "methods", "out", "tag", "threads", "workers", "bootstrap", "merge")
+
+
+def merge_results(paths: Sequence[str]) -> dict[str, Any]:
+    """One result from the JSONs of runs with identical options except ``_MERGE_FREE`` (presets, seeds, methods, ...).
+
+    Raises:
+        ValueError: the runs differ in another option, or two of them hold the same (preset, method, seed).
+    """
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs.append(json.load(f))
+    base = runs[0]["config"]
+    for path, r in zip(paths[1:], runs[1:]):
+        diff = sorted(
+            k for k in set(base) | set(r["config"]) if k not in _MERGE_FREE and base.get(k) != r["config"].get(k)
+        )
+        if diff:
+            detail = ", ".join(f"{k}: {base.get(k)!r} vs {r['config'].get(k)!r}" for k in diff)
+            raise ValueError(f"--merge: {path} was run with other options than {paths[0]} ({detail}).")
+    presets: dict[str, Any] = {}
+    for path, r in zip(paths, runs):
+        for name, block in r["presets"].items():
+            out = presets.setdefault(name, {k: v for k, v in block.items() if k not in ("methods", "targets")})
+            out.setdefault("methods", {})
+            for method, recs in block["methods"].items():
+                have = out["methods"].setdefault(method, [])
+                for rec in recs:
+                    if any(x["seed"] == rec["seed"] for x in have):
+                        raise ValueError(f"--merge: {name} / {method} / seed {rec['seed']} appears twice ({path}).")
+                    have.append(rec)
+    for block in presets.values():
+        block["methods"] = {
+            m: sorted(block["methods"][m], key=lambda rec: rec["seed"]) for m in METHODS if m in block["methods"]
+        }
+    config = dict(base)
+    config["seeds"] = sorted({rec["seed"] for b in presets.values() for rs in b["methods"].values() for rec in rs})
+    config["methods"] = [m for m in METHODS if any(m in b["methods"] for b in presets.values())]
+    config["preset"] = list(dict.fromkeys(p for r in runs for p in r["config"]["preset"]))
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "command": " ; ".join(r["command"] for r in runs),
+        "hardware": runs[0]["hardware"],
+        "torch": runs[0]["torch"],
+        "config": config,
+        "merged_from": [
+            {"file": os.path.basename(p), "date": r["date"], "wall_s": r["wall_s"], "command": r["command"]}
+            for p, r in zip(paths, runs)
+        ],
+        "presets": presets,
+        "wall_s": round(sum(r["wall_s"] for r in runs), 1),
+    }
+
+
+def write_merged(args: argparse.Namespace) -> int:
+    result = merge_results(args.merge)
+    os.makedirs(args.out, exist_ok=True)
+    stem_all = os.path.join(args.out, args.tag or "robustness_merged")
+    for name, block in result["presets"].items():
+        block["qwk_png"] = os.path.basename(
+            plot_curves(block["methods"], f"{stem_all}_{name}_qwk.png", f"test/val QWK, {name}")
+        )
+        block["targets"] = targets(block["methods"]) if result["config"]["data"] == "synthdr" else []
+    with open(stem_all + ".json", "w") as f:
+        json.dump(_clean_nan(result), f, indent=1, default=_json_default)
+    md = markdown(result) + f"\nTotal wall time of the merged runs: {result['wall_s'] / 60:.1f} min.\n"
+    with open(stem_all + ".md", "w") as f:
+        f.write(md)
+    print(md, flush=True)
+    print(f"wrote {stem_all}.json, {stem_all}.md and {stem_all}_*_qwk.png", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        try:
+            return write_merged(args)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     torch.set_num_threads(max(1, args.threads))
     set_track_meta(False)
     os.makedirs(args.out, exist_ok=True)

@@ -80,5 +80,40 @@ class TestTinyRun(unittest.TestCase):
             self.assertTrue(any(it["label"] != it["true_label"] for it in mis_l))  # redrawn, not kept
 
 
+class TestMerge(unittest.TestCase):
+    def test_merge_two_seeds(self):
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+            common = ["--num", "40", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
+                      "--warmup_epochs", "1", "--methods", "standard", "--threads", "1", "--bootstrap", "0",
+                      "--out", tmp, "--cache_dir", os.path.join(tmp, "c")]  # fmt: skip
+            for seed in (0, 1):
+                self.assertEqual(rb.main([*common, "--seeds", str(seed), "--tag", f"s{seed}"]), 0)
+            paths = [os.path.join(tmp, f"s{seed}.json") for seed in (0, 1)]
+            self.assertEqual(rb.main(["--merge", *paths, "--out", tmp, "--tag", "both"]), 0)
+            with open(os.path.join(tmp, "both.json")) as f:
+                res = json.load(f)
+            self.assertEqual(res["config"]["seeds"], [0, 1])
+            recs = res["presets"]["ddr_sym_L15_H50"]["methods"]["standard"]
+            self.assertEqual([r["seed"] for r in recs], [0, 1])
+            with open(os.path.join(tmp, "both.md")) as f:
+                md = f.read()
+            self.assertIn("| standard | 1 |", md)  # the per-seed table
+            self.assertTrue(os.path.isfile(os.path.join(tmp, "both_ddr_sym_L15_H50_qwk.png")))
+            # the same seed twice, and runs with different options, are refused with the reason
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                self.assertEqual(rb.main(["--merge", paths[0], paths[0], "--out", tmp, "--tag", "x"]), 2)
+            self.assertIn("seed 0 appears twice", err.getvalue())
+            with open(paths[1]) as f:
+                other = json.load(f)
+            other["config"]["image_size"] = 48
+            with open(os.path.join(tmp, "other.json"), "w") as f:
+                json.dump(other, f)
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                self.assertEqual(rb.main(["--merge", paths[0], os.path.join(tmp, "other.json"), "--out", tmp]), 2)
+            self.assertIn("image_size: 32 vs 48", err.getvalue())
+
+
 if __name__ == "__main__":
     unittest.main()
