@@ -191,6 +191,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=2,
         help="strong views per sample in the SSL loss of dividemix/qmix (QMixTrainer strong_views; 1 = floor 6f + 2F)",
     )
+    g.add_argument(
+        "--bn_recalibration",
+        choices=("on", "off"),
+        default="off",
+        help="'on': every method recomputes its batch-norm statistics on the un-augmented training images at the end "
+        "of every epoch (QMixTrainer bn_recalibration_loader), before validation, test and the next separation",
+    )
     g.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], help="one run per seed (same for all)")
     g = ap.add_argument_group("runtime and output")
     g.add_argument("--threads", type=int, default=2, help="torch intra-op threads (and SynthDR render workers)")
@@ -491,6 +498,7 @@ def run_method(
         separation_handler_kwargs={"noise_group": truth, "progress": False},
         seed=seed,
         decollate=False,
+        bn_recalibration_loader=sep_loader if args.bn_recalibration == "on" else None,
         amp=device.type == "cuda",
         **kwargs,
     )

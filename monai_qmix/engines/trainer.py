@@ -46,6 +46,7 @@ from monai.utils import CommonKeys as Keys
 from monai.utils import StrEnum
 from torch.optim.optimizer import Optimizer
 
+from monai_qmix.handlers.bn_recalibration import BatchNormRecalibrationHandler
 from monai_qmix.handlers.separation import SampleSeparationHandler, SeparationEvents
 from monai_qmix.losses import (
     ContrastiveEnhancementLoss,
@@ -173,6 +174,11 @@ class QMixTrainer(SupervisedTrainer):
             which costs a large share of a warm-up epoch when augmenting in the main process (see
             ``benchmarks/cost.py``). Needs non-persistent loader workers (the flag reaches workers started after
             ``EPOCH_STARTED``).
+        bn_recalibration_loader: un-augmented training images (e.g. ``separation_loader``); when given, a
+            :class:`~monai_qmix.handlers.BatchNormRecalibrationHandler` recomputes every network's batch-norm
+            running statistics over it at the end of every epoch, before any ``train_handlers`` (validation,
+            checkpoints) and the next epoch's separation. Costs one no-grad pass per network and epoch. Default
+            ``None`` (off): the statistics then describe the strongly augmented training views.
         weak_keys: batch keys of the weak views.
         strong_keys: batch keys of the strong views (at least ``strong_views``).
         label_key: batch key of the given labels.
@@ -238,6 +244,7 @@ class QMixTrainer(SupervisedTrainer):
         weak_mode: str = "train",
         min_group_size: int = 1,
         skip_unused_views: bool = False,
+        bn_recalibration_loader: Iterable | None = None,
         weak_keys: Sequence[str] = ("image_w1", "image_w2"),
         strong_keys: Sequence[str] = ("image_s1", "image_s2"),
         label_key: str = "label",
@@ -358,6 +365,10 @@ class QMixTrainer(SupervisedTrainer):
         # the trainer's own handlers come first: schedulers step before a CheckpointSaver saves the epoch
         self.add_event_handler(Events.EPOCH_COMPLETED, self._step_schedulers)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._log_skipped)
+        self.bn_recalibration: BatchNormRecalibrationHandler | None = None
+        if bn_recalibration_loader is not None:
+            self.bn_recalibration = BatchNormRecalibrationHandler(bn_recalibration_loader)
+            self.bn_recalibration.attach(self)
         self.separation_handler: SampleSeparationHandler | None = None
         if two_nets and self.warmup_epochs < max_epochs:
             self.separation_handler = separation_handler or self._build_separation_handler(

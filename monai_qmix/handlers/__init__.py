@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from .bn_recalibration import BatchNormRecalibrationHandler
 from .grading_metrics import (
     GradingAccuracy,
     MacroF1,
@@ -21,6 +22,7 @@ from .separation import SampleSeparationHandler, SeparationEvents
 from .separation_loss import SeparationLossHandler
 
 __all__ = [
+    "BatchNormRecalibrationHandler",
     "GradingAccuracy",
     "MacroF1",
     "OneVsRestAUC",

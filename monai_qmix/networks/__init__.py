@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from .batchnorm import batchnorm_layers, recalibrate_batchnorm
 from .qmix_net import Backbone, QMixNet, SmallCNN, build_backbone, load_pretrained
 from .wrappers import is_wrapped, unwrap_network, wrapped_method
 
@@ -14,9 +15,11 @@ __all__ = [
     "Backbone",
     "QMixNet",
     "SmallCNN",
+    "batchnorm_layers",
     "build_backbone",
     "is_wrapped",
     "load_pretrained",
+    "recalibrate_batchnorm",
     "unwrap_network",
     "wrapped_method",
 ]
