@@ -17,6 +17,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
+from monai.data import get_track_meta, set_track_meta
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,6 +30,16 @@ def _load_benchmark():
 
 
 rb = _load_benchmark()
+
+
+class _RestoresTrackMeta(unittest.TestCase):
+    """``robustness.main`` switches MONAI's MetaTensor tracking off process-wide; put it back for other tests."""
+
+    def setUp(self):
+        self._track_meta = get_track_meta()
+
+    def tearDown(self):
+        set_track_meta(self._track_meta)
 
 
 class TestNoiseOptions(unittest.TestCase):
@@ -54,7 +66,7 @@ class TestNoiseOptions(unittest.TestCase):
             self.assertIn(needle, err.getvalue())
 
 
-class TestTinyRun(unittest.TestCase):
+class TestTinyRun(_RestoresTrackMeta):
     def test_outputs_and_uniform_labels(self):
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
             argv = ["--num", "60", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
@@ -80,7 +92,7 @@ class TestTinyRun(unittest.TestCase):
             self.assertTrue(any(it["label"] != it["true_label"] for it in mis_l))  # redrawn, not kept
 
 
-class TestMerge(unittest.TestCase):
+class TestMerge(_RestoresTrackMeta):
     def test_merge_two_seeds(self):
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
             common = ["--num", "40", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",

@@ -107,7 +107,7 @@ class TestAuditBundle(unittest.TestCase):
             prep = train.parser.get_parsed_content("validate#preprocessing")
             with torch.no_grad():
                 for r in rows:
-                    x = prep({"image": r["image"]})["image"].as_tensor()[None]
+                    x = torch.as_tensor(prep({"image": r["image"]})["image"])[None]
                     p = torch.softmax(net.eval()(x), 1)[0]
                     self.assertAlmostEqual(float(r["p_given"]), float(p[int(r["given_label"])]), places=4)
                     self.assertEqual(int(r["predicted_label"]), int(p.argmax()))
