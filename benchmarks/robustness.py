@@ -184,6 +184,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"Omega(0) / lambda_c preset of QMix, one of {sorted(QMIX_PRESETS)}; 'auto' = the noise preset if "
         "listed there, else 'default'",
     )
+    g.add_argument("--lambda_c", type=float, default=None, help="QMix contrastive weight; overrides --qmix_preset")
+    g.add_argument(
+        "--omega0", type=float, default=None, help="QMix Omega(0) (Mis-L CE weight); overrides --qmix_preset"
+    )
     g.add_argument(
         "--strong_views",
         type=int,
@@ -479,8 +483,10 @@ def run_method(
         if name == "auto":
             name = preset if preset in QMIX_PRESETS else "default"
         qp = get_qmix_preset(name)
-        kwargs.update(omega=qp.omega0, lambda_c=qp.lambda_c)
-        hp = {"qmix_preset": name, "omega0": qp.omega0, "lambda_c": qp.lambda_c}
+        omega0 = qp.omega0 if args.omega0 is None else args.omega0
+        lambda_c = qp.lambda_c if args.lambda_c is None else args.lambda_c
+        kwargs.update(omega=omega0, lambda_c=lambda_c)
+        hp = {"qmix_preset": name, "omega0": omega0, "lambda_c": lambda_c}
     trainer = QMixTrainer(
         device=device,
         max_epochs=args.epochs,

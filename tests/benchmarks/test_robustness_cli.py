@@ -72,7 +72,7 @@ class TestTinyRun(_RestoresTrackMeta):
             argv = ["--num", "60", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
                     "--warmup_epochs", "1", "--methods", "standard,qmix", "--threads", "1", "--bootstrap", "0",
                     "--splits", "0.6,0.2,0.2", "--out", tmp, "--cache_dir", os.path.join(tmp, "c"),
-                    "--tag", "t"]  # fmt: skip
+                    "--tag", "t", "--omega0", "0.2", "--lambda_c", "0.05"]  # fmt: skip
             self.assertEqual(rb.main(argv), 0)
             with open(os.path.join(tmp, "t.json")) as f:
                 res = json.load(f)
@@ -82,6 +82,8 @@ class TestTinyRun(_RestoresTrackMeta):
                 self.assertTrue(os.path.isfile(os.path.join(tmp, name)), name)
             self.assertEqual(block["mis_l_png"], "t_ddr_sym_L15_H50_mis_l.png")
             self.assertEqual(len(block["methods"]["qmix"][0]["epochs"]), 2)
+            hp = block["methods"]["qmix"][0]["hyper_parameters"]
+            self.assertEqual((hp["omega0"], hp["lambda_c"]), (0.2, 0.05))  # the overrides reach the trainer
             self.assertIsNotNone(block["methods"]["qmix"][0]["epochs"][1]["separation"].get("A"))
             # the degraded images with their labels are what the noise file says: every Mis-L image was degraded
             sets = rb.make_sets(rb.parse_args(argv), "ddr_sym_L15_H50", 0)
