@@ -202,6 +202,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="'on': every method recomputes its batch-norm statistics on the un-augmented training images at the end "
         "of every epoch (QMixTrainer bn_recalibration_loader), before validation, test and the next separation",
     )
+    g.add_argument(
+        "--gmm_n_init",
+        type=int,
+        default=5,
+        help="EM initialisations of every separation GMM (separate(n_init=...)); results in the README made before "
+        "2026-12-05 used 1 (scikit-learn's default)",
+    )
     g.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0], help="one run per seed (same for all)")
     g = ap.add_argument_group("runtime and output")
     g.add_argument("--threads", type=int, default=2, help="torch intra-op threads (and SynthDR render workers)")
@@ -231,6 +238,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ap.error(f"--splits: expected three positive fractions train,val,test, got {args.splits}.")
     if not 0 <= args.warmup_epochs < args.epochs:
         ap.error(f"--warmup_epochs must be in [0, --epochs={args.epochs}), got {args.warmup_epochs}.")
+    if args.gmm_n_init < 1:
+        ap.error(f"--gmm_n_init: expected a positive number of EM initialisations, got {args.gmm_n_init}.")
     if not isinstance(args.degradation, dict):
         ap.error(f"--degradation: expected a JSON dict of RandFundusDegradation options, got {args.degradation!r}.")
     try:
@@ -501,6 +510,7 @@ def run_method(
         warmup_epochs=args.warmup_epochs,
         strong_views=args.strong_views,
         separation_loader=sep_loader if two else None,
+        separation_kwargs={"n_init": args.gmm_n_init},
         separation_handler_kwargs={"noise_group": truth, "progress": False},
         seed=seed,
         decollate=False,
@@ -534,7 +544,13 @@ def run_method(
                     state["last_sep"] = engine.state.separation["A"]
         if not two:  # diagnostic separation of the CE network (not used for training)
             scores = score_samples(nets[0], sep_loader, device=device, progress=False)
-            res = separate(scores["loss"], scores["uncertainty"], labels=scores["label"], indices=scores["index"])
+            res = separate(
+                scores["loss"],
+                scores["uncertainty"],
+                labels=scores["label"],
+                indices=scores["index"],
+                n_init=args.gmm_n_init,
+            )
             sep["A"] = _sep_summary(separation_metrics(res, truth))
             state["last_sep"] = res
         row = {"epoch": e, "loss": float(np.mean(state["losses"])), "time_s": round(t_train, 2), "val": val,

@@ -49,6 +49,7 @@ _SEPARATE_KEYS = {
     "tol",
     "reg_covar",
     "seed",
+    "n_init",
     "mode",
     "p_threshold",
     "mapping_rule",
@@ -92,8 +93,8 @@ class SampleSeparationHandler:
         interval: run every ``interval`` epochs after warm-up (>= 1).
         device: device for scoring (default: each network's parameter device).
         separation_kwargs: keyword arguments of :func:`~monai_qmix.separation.separate` (``per_class``,
-            ``mode``, ``n_components``, ``max_iter``, ``tol``, ``reg_covar``, ``seed``, ``p_threshold``,
-            ``mapping_rule``, ``min_class_size``, ``max_fit_samples``).
+            ``mode``, ``n_components``, ``max_iter``, ``tol``, ``reg_covar``, ``seed``, ``n_init``,
+            ``p_threshold``, ``mapping_rule``, ``min_class_size``, ``max_fit_samples``).
         scoring_kwargs: keyword arguments of :func:`~monai_qmix.separation.score_samples` (``uncertainty``,
             ``mc_samples``, ``amp``, ``image_key``, ``label_key``, ``index_key``, ``reuse_features``, ``seed``).
         noise_group: ground-truth groups for metrics and the CSV: a mapping ``{index: group}`` or a sequence
