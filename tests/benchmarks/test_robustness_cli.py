@@ -17,7 +17,10 @@ import tempfile
 import unittest
 from pathlib import Path
 
+import torch
 from monai.data import get_track_meta, set_track_meta
+
+from monai_qmix.networks import build_backbone
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +69,53 @@ class TestNoiseOptions(unittest.TestCase):
             self.assertIn(needle, err.getvalue())
 
 
+class TestPaperScaleAndOptions(unittest.TestCase):
+    def test_paper_scale_defaults_and_overrides(self):
+        with contextlib.redirect_stdout(io.StringIO()):
+            args = rb.parse_args(["--paper_scale", "--epochs", "20"])
+        for key, value in rb.PAPER_SCALE.items():
+            self.assertEqual(getattr(args, key), 20 if key == "epochs" else value, key)
+        plain = rb.parse_args([])
+        self.assertEqual((plain.image_size, plain.backbone, plain.gmm_n_init), (64, "resnet10", 5))
+
+    def test_bad_options_name_the_option(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            cases = (
+                (["--gmm_n_init", "0"], "--gmm_n_init"),
+                (["--pretrained_path", os.path.join(tmp, "missing.pth")], "missing.pth"),
+                (["--backbone", "tiny", "--pretrained_path", __file__], "named --backbone"),
+            )
+            for argv, needle in cases:
+                err = io.StringIO()
+                with self.subTest(argv=argv), contextlib.redirect_stderr(err), self.assertRaises(SystemExit):
+                    rb.parse_args(argv)
+                self.assertIn(needle, err.getvalue())
+
+
 class TestTinyRun(_RestoresTrackMeta):
+    def test_named_backbone_with_local_pretrained_weights(self):
+        """The path of benchmark (c) (a MONAI backbone + local weights), at toy size on the CPU."""
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+            backbone, _ = build_backbone("resnet10")
+            weights = os.path.join(tmp, "resnet10.pth")
+            torch.save(backbone.state_dict(), weights)
+            argv = ["--num", "40", "--image_size", "32", "--backbone", "resnet10", "--pretrained_path", weights,
+                    "--input_norm", "fundus", "--epochs", "2", "--warmup_epochs", "1", "--methods", "qmix",
+                    "--gmm_n_init", "2", "--threads", "1", "--bootstrap", "0", "--out", tmp,
+                    "--cache_dir", os.path.join(tmp, "c"), "--tag", "r"]  # fmt: skip
+            self.assertEqual(rb.main(argv), 0)
+            with open(os.path.join(tmp, "r.json")) as f:
+                res = json.load(f)
+            self.assertEqual(res["config"]["pretrained_path"], weights)
+            self.assertEqual(res["config"]["gmm_n_init"], 2)
+            self.assertIn("CPUs", res["hardware"])
+            rec = res["presets"]["ddr_sym_L15_H50"]["methods"]["qmix"][0]
+            self.assertEqual(len(rec["epochs"]), 2)
+            self.assertIsNotNone(rec["epochs"][1]["separation"].get("A"))
+            own = rb.make_net(rb.parse_args(argv)).backbone.state_dict()  # the network starts from the file
+            for k, v in backbone.state_dict().items():
+                torch.testing.assert_close(own[k], v)
+
     def test_outputs_and_uniform_labels(self):
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
             argv = ["--num", "60", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
