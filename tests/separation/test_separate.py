@@ -25,6 +25,7 @@ from monai_qmix.separation import (
     separate,
     separation_metrics,
 )
+from monai_qmix.separation.separate import INIT_SUBSAMPLE
 from tests.utils import TEST_NDARRAYS, assert_allclose
 
 
@@ -75,6 +76,14 @@ class TestSeparate(unittest.TestCase):
         self.assertGreaterEqual(min(auc_best), 0.85, auc_best)
         for r in best[1:]:  # equally likely optima may move the Mis-H / Mis-L border, not the Correct set
             np.testing.assert_array_equal(r.groups == CORRECT, best[0].groups == CORRECT)
+
+    def test_n_init_on_a_large_set_chooses_the_start_on_a_subsample(self):
+        loss, unc, truth = score_cloud(n=1000)  # 3000 samples > INIT_SUBSAMPLE
+        self.assertGreater(truth.shape[0], INIT_SUBSAMPLE)
+        res = separate(loss, unc, n_init=3)
+        m = separation_metrics(res, truth)
+        self.assertGreaterEqual(min(m["auc_clean"], m["auc_good"], m["accuracy"]), 0.95)
+        np.testing.assert_array_equal(separate(loss, unc, n_init=3).groups, res.groups)  # deterministic
 
     def test_order_invariance_and_determinism(self):
         loss, unc, _ = score_cloud()
