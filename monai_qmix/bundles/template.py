@@ -88,6 +88,7 @@ def hyper_parameters(spec: BundleSpec) -> dict[str, Any]:
         "tau": 0.07,
         "lambda_m": 1.0,
         "lambda_reg": 1.0,
+        "gmm_n_init": 5,
         "test_mode": "ensemble",
         "key_metric": "qwk",
         "noise_preset": None,
@@ -330,6 +331,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
                 "method": "@method",
                 "warmup_epochs": "$min(@warmup_epochs, @epochs)",
                 "separation_loader": "$None if @method == 'standard' else @train#separation_loader",
+                "separation_kwargs": {"n_init": "@gmm_n_init"},
                 "separation_handler_kwargs": {
                     "progress": "$@progress and not @is_not_rank0",
                     "output_dir": "$@output_dir + '/separation'",
