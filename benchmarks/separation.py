@@ -56,7 +56,7 @@ def cpu_of(fn) -> float:
 
 
 def bench_gmm(sizes: list[int]) -> None:
-    print("== separate(): GMM fit + posteriors (3 components, max_iter=10, tol=1e-2, reg_covar=5e-4) ==")
+    print("== separate(): GMM fit + posteriors (3 components, max_iter=10, tol=1e-2, reg_covar=5e-4, n_init=5) ==")
     for n in sizes:
         loss, unc = synthetic_scores(n)
         reps = 3 if n <= 100_000 else 1
