@@ -75,6 +75,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from cost import cpu_model  # benchmarks/cost.py (this script's folder is on sys.path)
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset, set_track_meta
 from monai.transforms import Compose, Lambdad, MapTransform
@@ -522,6 +523,7 @@ def run_method(
     test_loader = DataLoader(dataset(sets["x_test"], sets["test"], "label", test_tf), batch_size=4 * args.batch_size)
     truth = np.asarray([NOISE_GROUPS.index(it["noise_group"]) for it in sets["train"]], dtype=np.int64)
 
+    sep_kwargs = {"n_init": args.gmm_n_init}  # the trainer's separations and CE's diagnostic one
     kwargs: dict[str, Any] = {}
     hp: dict[str, Any] = {}
     if method == "qmix":
@@ -547,7 +549,7 @@ def run_method(
         warmup_epochs=args.warmup_epochs,
         strong_views=args.strong_views,
         separation_loader=sep_loader if two else None,
-        separation_kwargs={"n_init": args.gmm_n_init},
+        separation_kwargs=sep_kwargs,
         separation_handler_kwargs={"noise_group": truth, "progress": False},
         seed=seed,
         decollate=False,
@@ -586,7 +588,7 @@ def run_method(
                 scores["uncertainty"],
                 labels=scores["label"],
                 indices=scores["index"],
-                n_init=args.gmm_n_init,
+                **sep_kwargs,
             )
             sep["A"] = _sep_summary(separation_metrics(res, truth))
             state["last_sep"] = res
@@ -952,18 +954,6 @@ def write_merged(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (floating-point results of the same seeded run differ between CPU families)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.merge:
@@ -980,7 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "command": "python " + shlex.join([os.path.relpath(sys.argv[0]), *(sys.argv[1:] if argv is None else argv)]),
-        "hardware": f"{platform.machine()} ({_cpu_model()}), {os.cpu_count()} CPUs, torch threads {args.threads}, "
+        "hardware": f"{platform.machine()} ({cpu_model()}), {os.cpu_count()} CPUs, torch threads {args.threads}, "
         f"device {args.device}"
         + (f" ({torch.cuda.get_device_name()})" if torch.device(args.device).type == "cuda" else ""),
         "torch": torch.__version__,

@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import sys
 import tempfile
 import unittest
 from pathlib import Path
@@ -26,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_benchmark():
+    if str(REPO / "benchmarks") not in sys.path:  # as when run as a script: its sibling cost.py is importable
+        sys.path.insert(0, str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location("robustness_benchmark", REPO / "benchmarks" / "robustness.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
