@@ -182,8 +182,11 @@ class PickCachedViewsd(MapTransform, Randomizable):
 class _Standardise(nn.Module):
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
+        # ReLU6 features that are (nearly) constant on the reference would be blown up by their tiny std on other
+        # views: floor every std at a tenth of the median std
+        floor = max(1e-3, 0.1 * float(std.float().median()))
         self.register_buffer("mean", mean.float().clone())
-        self.register_buffer("std", std.float().clamp_min(1e-6).clone())
+        self.register_buffer("std", std.float().clamp_min(floor).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
@@ -191,6 +194,9 @@ class _Standardise(nn.Module):
 
 def feature_head(reference: torch.Tensor, hidden: int = 512, dropout: float = 0.0) -> tuple[nn.Module, int]:
     """The trainable part in frozen mode: fixed standardisation (statistics of ``reference``) → Linear → ReLU.
+
+    The standard deviations are floored at a tenth of their median, so that units that are almost constant on
+    ``reference`` (common for ReLU6 features) do not dominate the input on other views.
 
     ``QMixNet(backbone=head, feature_dim=hidden)`` adds the classifier and the projector, so the head plus the
     classifier is a 2-layer MLP that can memorise noisy labels (the regime the paper's CE baseline is in).

@@ -543,7 +543,9 @@ def make_backbone(args: argparse.Namespace) -> tuple[nn.Module, int]:
 def make_net(args: argparse.Namespace, sets: dict | None = None) -> QMixNet:
     """The network of every method: QMixNet on the chosen backbone, or on the MLP head in frozen-feature mode."""
     if args.frozen_features:
-        head, dim = feature_head(sets["frozen"]["clean"], hidden=args.head_hidden)  # type: ignore[index]
+        fz = sets["frozen"]  # type: ignore[index]
+        views = [fz["clean"]] + [fz[k].flatten(0, 1) for k in ("weak", "strong") if k in fz]
+        head, dim = feature_head(torch.cat(views), hidden=args.head_hidden)  # statistics of every training view
         return QMixNet(NUM_CLASSES, backbone=head, feature_dim=dim, projector_hidden=min(dim, 256))
     backbone, dim = make_backbone(args)
     return QMixNet(NUM_CLASSES, backbone=backbone, feature_dim=dim, projector_hidden=min(dim, 256))
