@@ -66,10 +66,11 @@ from monai_qmix.networks.wrappers import unwrap_network, wrapped_method
 from monai_qmix.separation import GROUP_NAMES, SeparationResult
 from monai_qmix.transforms.augment import MultiViewd
 
+from .co_training import CoTrainingPass, CoTrainingSteps, GroupSampler
 from .rng_state import RNGState, find_randomizables
 from .utils import choose_option
 
-__all__ = ["QMixTrainer", "TrainingMethod"]
+__all__ = ["QMixTrainer", "TrainingMethod", "CoTrainingLoop"]
 
 CORRECT, MIS_H, MIS_L = 0, 1, 2
 _NETS = ("A", "B")
@@ -81,6 +82,20 @@ class TrainingMethod(StrEnum):
     QMIX = "qmix"
     DIVIDEMIX = "dividemix"
     STANDARD = "standard"
+
+
+class CoTrainingLoop(StrEnum):
+    """Per-epoch structure of :class:`QMixTrainer` (``method`` ``qmix`` / ``dividemix``).
+
+    - ``two_loader`` (default): DivideMix's ``Train_cifar.py`` structure: network A trains one pass with B fixed,
+      then B with A fixed; every step draws B labelled and B unlabelled samples (warm-up: 2B samples per step,
+      one pass per network); one engine iteration is one optimiser step of one network.
+    - ``single``: the former loop: one loader over all samples, both networks updated in every iteration on the
+      same batch and augmentation draws (kept for side-by-side runs).
+    """
+
+    TWO_LOADER = "two_loader"
+    SINGLE = "single"
 
 
 def _neg_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -230,8 +245,8 @@ class QMixTrainer(SupervisedTrainer):
         lambda_c: float = 0.0,
         lambda_m: float = 1.0,
         lambda_m_rampup: int = 0,
-        mis_h_loss: str = "mse",
-        group_normalization: str = GroupNormalization.BATCH,
+        mis_h_loss: str | None = None,
+        group_normalization: str | None = None,
         lambda_reg: float = 1.0,
         prior: str | Sequence[float] | None = None,
         sharpen_temperature: float = 0.5,
@@ -243,6 +258,7 @@ class QMixTrainer(SupervisedTrainer):
         warmup_penalty: float = 0.0,
         weak_mode: str = "train",
         min_group_size: int = 1,
+        loop: str = CoTrainingLoop.TWO_LOADER,
         skip_unused_views: bool = False,
         bn_recalibration_loader: Iterable | None = None,
         weak_keys: Sequence[str] = ("image_w1", "image_w2"),
@@ -270,6 +286,17 @@ class QMixTrainer(SupervisedTrainer):
     ) -> None:
         self.method = choose_option(method, TrainingMethod, "method")
         two_nets = self.method != TrainingMethod.STANDARD
+        self.loop = CoTrainingLoop(choose_option(loop, CoTrainingLoop, "loop")) if two_nets else CoTrainingLoop.SINGLE
+        two_loader = self.loop == CoTrainingLoop.TWO_LOADER
+        if two_loader and epoch_length is not None:
+            raise ValueError(
+                f"epoch_length must be None for loop='two_loader' (each epoch has the steps of its two passes), "
+                f"got {epoch_length!r}; pass loop='single' for a fixed epoch_length."
+            )
+        if mis_h_loss is None:
+            mis_h_loss = "mse_mean" if two_loader else "mse"
+        if group_normalization is None:
+            group_normalization = GroupNormalization.LOADER if two_loader else GroupNormalization.BATCH
         if two_nets and (network_b is None or optimizer_b is None):
             raise ValueError(f"network_b and optimizer_b are required for method={self.method!r}, got None.")
         if not two_nets and (network_b is not None or optimizer_b is not None):
@@ -355,14 +382,19 @@ class QMixTrainer(SupervisedTrainer):
         if isinstance(self.prior, str) and self.prior == "uniform":
             self.prior_loss = PriorRegularizationLoss(None)
         self.mix_generator = torch.Generator().manual_seed(int(seed))
+        self.loader_generator = torch.Generator().manual_seed(int(seed) + 1)  # seeds of the per-epoch loaders
         self.skipped: dict[str, int] = {}
         if channels_last:
             for net in self.networks:
                 net.to(memory_format=torch.channels_last)
         self._forwards = {k: self._compiled(n, compile, compile_kwargs) for k, n in zip(_NETS, self.networks)}
-        self.rng_state = RNGState(train_data_loader, generators={"mixup": self.mix_generator})
+        self.rng_state = RNGState(
+            train_data_loader, generators={"mixup": self.mix_generator, "loaders": self.loader_generator}
+        )
 
         # the trainer's own handlers come first: schedulers step before a CheckpointSaver saves the epoch
+        self._epoch_start_iteration = 0
+        self.add_event_handler(Events.EPOCH_STARTED, self._mark_epoch_start)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._step_schedulers)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._log_skipped)
         self.bn_recalibration: BatchNormRecalibrationHandler | None = None
@@ -376,6 +408,13 @@ class QMixTrainer(SupervisedTrainer):
             )
             self.separation_handler.attach(self)
             self.add_event_handler(Events.EPOCH_STARTED, self._check_partitions)
+        self.train_data_loader = train_data_loader
+        self.epoch_loaders: dict[str, dict[str, Any]] = {}
+        if two_loader:
+            self._check_two_loader_source(train_data_loader)
+            self.co_training_steps = CoTrainingSteps()
+            self.data_loader = self.co_training_steps  # what Ignite iterates: one step of one network at a time
+            self.add_event_handler(Events.EPOCH_STARTED, self._plan_epoch)
         self.multiview_transforms = self._find_multiviews(train_data_loader) if skip_unused_views else []
         if skip_unused_views:
             self.add_event_handler(Events.EPOCH_STARTED, self._select_views)
@@ -480,6 +519,9 @@ class QMixTrainer(SupervisedTrainer):
         return d
 
     # ------------------------------------------------------------------ epoch-level handlers
+    def _mark_epoch_start(self, engine: QMixTrainer) -> None:
+        self._epoch_start_iteration = int(engine.state.iteration)
+
     def _step_schedulers(self, engine: QMixTrainer) -> None:
         for s in (self.lr_scheduler, self.lr_scheduler_b):
             if s is not None:
@@ -564,14 +606,16 @@ class QMixTrainer(SupervisedTrainer):
                     f"term {name!r} of network {net} is {value.detach().float().cpu().tolist()}."
                 )
 
-    def _backward_and_step(self, engine: QMixTrainer, losses: Sequence[torch.Tensor]) -> None:
+    def _backward_and_step(
+        self, engine: QMixTrainer, losses: Sequence[torch.Tensor], optimizers: Sequence[Optimizer] | None = None
+    ) -> None:
         for loss in losses:
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:
                 loss.backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        for opt in self.optimizers:
+        for opt in self.optimizers if optimizers is None else optimizers:
             if self.scaler is not None:
                 self.scaler.step(opt)
             else:
@@ -580,26 +624,36 @@ class QMixTrainer(SupervisedTrainer):
             self.scaler.update()
 
     def _iteration(self, engine: QMixTrainer, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
-        """One iteration: CE on both networks during warm-up / standard, the co-divided SSL step afterwards."""
+        """One iteration: a step of one network (``loop="two_loader"``) or of both (``loop="single"``)."""
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
-        if engine.state.epoch <= self.warmup_epochs or self.method == TrainingMethod.STANDARD:
+        warm = engine.state.epoch <= self.warmup_epochs or self.method == TrainingMethod.STANDARD
+        if self.loop == CoTrainingLoop.TWO_LOADER:
+            k = batchdata["network"]
+            primary = batchdata["labelled"] if batchdata["labelled"] is not None else batchdata["unlabelled"]
+            engine.state.batch = primary  # MONAI decollates state.batch; it holds the step's main batch
+            if warm:
+                return self._ce_iteration(engine, primary, nets=(k,))
+            return self._two_loader_step(engine, batchdata)
+        if warm:
             return self._ce_iteration(engine, batchdata)
         return self._ssl_iteration(engine, batchdata)
 
-    def _ce_iteration(self, engine: QMixTrainer, batchdata: Mapping) -> dict:
+    def _ce_iteration(self, engine: QMixTrainer, batchdata: Mapping, nets: Sequence[str] | None = None) -> dict:
+        keys = tuple(_NETS[: len(self.networks)] if nets is None else nets)
+        pairs = [(self.networks[_NETS.index(k)], self.optimizers[_NETS.index(k)]) for k in keys]
         x = self._to_device(engine, self._batch_key(batchdata, self.strong_keys[0]))
         y = self._to_device(engine, self._batch_key(batchdata, self.label_key)).long().reshape(-1)
         engine.state.output = {Keys.IMAGE: x, Keys.LABEL: y}
-        for net, opt in zip(self.networks, self.optimizers):
+        for net, opt in pairs:
             net.train()
             opt.zero_grad(set_to_none=engine.optim_set_to_none)
         with self._autocast():
-            logits = [self._forwards[k]["logits"](x) for k in _NETS[: len(self.networks)]]
+            logits = [self._forwards[k]["logits"](x) for k in keys]
         engine.state.output[Keys.PRED] = torch.stack([torch.softmax(lg.detach().float(), 1) for lg in logits]).mean(0)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         totals = []
-        for k, lg in zip(_NETS, logits):
+        for k, lg in zip(keys, logits):
             ce = self.loss_function(lg.float(), y).mean()
             terms = {"ce": ce}
             total = ce
@@ -613,7 +667,7 @@ class QMixTrainer(SupervisedTrainer):
             engine.state.output[f"loss_{k.lower()}"] = total.detach()
         engine.state.output[Keys.LOSS] = torch.stack([t.detach() for t in totals]).mean()
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        self._backward_and_step(engine, totals)
+        self._backward_and_step(engine, totals, [opt for _, opt in pairs])
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
 
@@ -727,3 +781,266 @@ class QMixTrainer(SupervisedTrainer):
         self._backward_and_step(engine, totals)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
+
+    # ------------------------------------------------------------------ two-loader loop: epochs and loaders
+    @staticmethod
+    def _is_done(state: Any) -> bool:
+        # epochs of the two-loader loop differ in length, so Ignite's ``iteration >= epoch_length * max_epochs``
+        # test would end a run early; the run ends on max_iters or max_epochs only (identical for a fixed length)
+        done_iters = state.max_iters is not None and state.iteration >= state.max_iters
+        return done_iters or (state.max_epochs is not None and state.epoch >= state.max_epochs)
+
+    def state_dict(self) -> Any:
+        """Ignite's engine state plus ``epochs_completed`` (epochs differ in length in the two-loader loop).
+
+        Ignite derives the epoch of a checkpoint as ``iteration // epoch_length``, which needs a fixed epoch
+        length; :meth:`load_state_dict` restores the epoch from ``epochs_completed`` instead.
+        """
+        sd = super().state_dict()
+        within = int(self.state.iteration) - int(self._epoch_start_iteration)
+        length = self.state.epoch_length or 0
+        complete = within == length or within == 0 and self.state.epoch == 0
+        sd["epochs_completed"] = int(self.state.epoch) if complete else int(self.state.epoch) - 1
+        sd["iterations_into_epoch"] = 0 if complete else within
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore the engine state (see :meth:`state_dict`).
+
+        Raises:
+            ValueError: for a checkpoint written within an epoch of the two-loader loop (it resumes at epoch
+                boundaries only).
+        """
+        super().load_state_dict(state_dict)
+        if "epochs_completed" not in state_dict:
+            return
+        if self.loop == CoTrainingLoop.TWO_LOADER and int(state_dict.get("iterations_into_epoch", 0)) != 0:
+            raise ValueError(
+                f"state_dict: written {int(state_dict['iterations_into_epoch'])} iterations into epoch "
+                f"{int(state_dict['epochs_completed']) + 1}; loop='two_loader' resumes at epoch boundaries only "
+                "(save checkpoints at EPOCH_COMPLETED)."
+            )
+        self.state.epoch = int(state_dict["epochs_completed"])
+        self.state.iteration = int(state_dict["iteration"])
+        if self.loop == CoTrainingLoop.TWO_LOADER:
+            self._init_iter = 0  # the next epoch starts at its first step (Ignite would use iteration % length)
+
+    def _check_two_loader_source(self, loader: Any) -> None:
+        dataset, batch = getattr(loader, "dataset", None), getattr(loader, "batch_size", None)
+        if dataset is None or not isinstance(batch, int) or batch < 1:
+            raise ValueError(
+                "train_data_loader must be a DataLoader with a dataset and an integer batch_size for "
+                f"loop='two_loader' (the per-epoch loaders are built over its dataset), got {type(loader).__name__} "
+                f"with batch_size={batch!r}; pass loop='single' to iterate it as is."
+            )
+
+    def _make_loader(self, positions: np.ndarray, batch_size: int) -> Any:
+        """A loader like ``train_data_loader`` over the dataset positions ``positions`` (seeded, shuffled)."""
+        from monai.data import DataLoader
+
+        src = self.train_data_loader
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.loader_generator))
+        return DataLoader(
+            src.dataset,
+            batch_size=int(batch_size),
+            sampler=GroupSampler(positions, seed=seed),
+            num_workers=src.num_workers,
+            collate_fn=src.collate_fn,
+            pin_memory=src.pin_memory,
+            drop_last=src.drop_last,
+            generator=torch.Generator().manual_seed(seed + 1),  # worker seeds of this loader
+        )
+
+    def _plan_epoch(self, engine: QMixTrainer) -> None:
+        """``EPOCH_STARTED``: build this epoch's loaders from the partitions and set ``state.epoch_length``.
+
+        Warm-up: one pass per network over all samples, each with its own shuffle, batch 2B. Afterwards: per
+        network the labelled loader (QMix: Correct ∪ Mis-L, DivideMix: Correct) and the unlabelled loader (Mis-H)
+        of the partner's partition, batch B each; the pass is one pass over the labelled loader (over the
+        unlabelled one when the labelled group is empty).
+        """
+        epoch = int(engine.state.epoch)
+        b = int(self.train_data_loader.batch_size)
+        passes = []
+        self.epoch_loaders = {}
+        if epoch <= self.warmup_epochs:
+            every = np.arange(len(self.train_data_loader.dataset), dtype=np.int64)
+            for k in _NETS:
+                self.epoch_loaders[k] = {"labelled": self._make_loader(every, 2 * b), "unlabelled": None}
+        else:
+            labelled = (CORRECT, MIS_L) if self.method == TrainingMethod.QMIX else (CORRECT,)
+            for k, part in self.partitions(engine).items():
+                lab = part.indices[np.isin(part.groups, labelled)]
+                unl = part.indices[part.groups == MIS_H]
+                self.epoch_loaders[k] = {
+                    "labelled": self._make_loader(lab, b) if lab.size else None,
+                    "unlabelled": self._make_loader(unl, b) if unl.size else None,
+                }
+        for k in _NETS:
+            loaders = self.epoch_loaders[k]
+            lab = loaders["labelled"]
+            primary = "labelled" if lab is not None and len(lab) > 0 else "unlabelled"
+            if loaders[primary] is None or len(loaders[primary]) == 0:
+                engine.logger.warning(f"Epoch {epoch}: network {k} has no training step this epoch (empty loaders).")
+                continue
+            passes.append(CoTrainingPass(k, loaders, primary))
+        steps = self.co_training_steps.set_plan(passes)
+        if steps == 0:
+            raise RuntimeError(
+                f"epoch {epoch}: no training step for either network (dataset size "
+                f"{len(self.train_data_loader.dataset)}, batch_size={b}, drop_last={self.train_data_loader.drop_last})."
+            )
+        engine.state.epoch_length = steps
+
+    # ------------------------------------------------------------------ two-loader loop: one step of one network
+    def _inputs(self, engine: QMixTrainer, batch: Mapping | None) -> dict[str, Any] | None:
+        if batch is None:
+            return None
+        y = self._to_device(engine, self._batch_key(batch, self.label_key)).long().reshape(-1)
+        return {
+            "index": torch.as_tensor(self._batch_key(batch, self.index_key)).reshape(-1).cpu(),
+            "y": y,
+            "weak": torch.cat([self._to_device(engine, self._batch_key(batch, k)) for k in self.weak_keys]),
+            "strong": torch.cat(
+                [self._to_device(engine, self._batch_key(batch, k)) for k in self.strong_keys[: self.strong_views]]
+            ),
+            "b": int(y.shape[0]),
+        }
+
+    def _separate_rows(self, engine: QMixTrainer, k: str, rows: dict[str, Any], role: str) -> torch.Tensor:
+        """Groups of a loader's rows from the partition network ``k`` trains on, checked against the loader role."""
+        part = self.partitions(engine)[k]
+        groups = torch.as_tensor(part.groups_for(rows["index"]), dtype=torch.long).to(rows["y"].device)
+        rows["post"] = torch.as_tensor(part.probs_for(rows["index"]), dtype=torch.float32).to(rows["y"].device)
+        bad = (groups == MIS_H) if role == "labelled" else (groups != MIS_H)
+        if bool(bad.any()):
+            raise RuntimeError(
+                f"epoch {engine.state.epoch}: the {role} loader of network {k} yielded sample indices "
+                f"{rows['index'][bad.cpu()][:10].tolist()} of the wrong group; the dataset position of every sample "
+                f"must equal its {self.index_key!r} value."
+            )
+        return groups
+
+    def _targets(
+        self, engine: QMixTrainer, k: str, lab: dict | None, unl: dict | None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """Targets (no grad): co-refinement / pseudo-labels on the labelled rows with the trained network, the
+        co-guess on the unlabelled rows with both networks; the partner is in ``eval()`` (fixed BN statistics)."""
+        i = _NETS.index(k)
+        partner = _NETS[1 - i]
+        m = len(self.weak_keys)
+        pred, targets = None, []
+        with torch.no_grad(), self._autocast():
+            self.networks[i].train(self.weak_mode == "train")
+            self.networks[1 - i].eval()
+            if lab is not None:
+                p = torch.softmax(self._forwards[k]["logits"](lab["weak"]).float(), 1).reshape(m, lab["b"], -1)
+                refined = co_refine(lab["y"], lab["post"][:, CORRECT], p, self.sharpen_temperature)
+                if self.method == TrainingMethod.QMIX:
+                    pseudo = pseudo_label(lab["y"], p, lab["post"], self.mis_l_target, self.sharpen_temperature)
+                else:
+                    pseudo = refined
+                targets.append(torch.where((lab["groups"] == CORRECT)[:, None], refined, pseudo))
+                pred = p.mean(0)
+            if unl is not None:
+                pk = torch.softmax(self._forwards[k]["logits"](unl["weak"]).float(), 1).reshape(m, unl["b"], -1)
+                pp = torch.softmax(self._forwards[partner]["logits"](unl["weak"]).float(), 1).reshape(m, unl["b"], -1)
+                targets.append(co_guess(pk, pp, self.sharpen_temperature))
+                pred = pk.mean(0) if pred is None else pred
+        return pred, targets
+
+    def _row_weights(self, k: str, groups: torch.Tensor) -> torch.Tensor:
+        weight = torch.ones(groups.shape[0], device=groups.device)
+        for g in range(3):
+            n_g = int((groups == g).sum())
+            if 0 < n_g < self.min_group_size:
+                weight[groups == g] = 0.0
+                name = f"{GROUP_NAMES[g]}_{k.lower()}"
+                self.skipped[name] = self.skipped.get(name, 0) + 1
+        return weight
+
+    def _two_loader_step(self, engine: QMixTrainer, step: Mapping[str, Any]) -> dict:
+        """One optimiser step of network ``step["network"]`` on B labelled + B unlabelled samples.
+
+        Phases: separate (the rows' groups from the partner's partition) → targets (no grad, partner fixed) →
+        forward of the strong views with gradient (optional MixMatch over all rows) → losses (``L_x`` mean over
+        the labelled rows, ``λ_m·L_u`` mean over the unlabelled rows and classes, + λ_c·contrastive on the
+        labelled rows' projections + λ_reg·prior over all rows) → backward and step of this network only.
+        """
+        epoch = int(engine.state.epoch)
+        k = step["network"]
+        i, s = _NETS.index(k), k.lower()
+        net, opt = self.networks[i], self.optimizers[i]
+        v = self.strong_views
+        lab, unl = self._inputs(engine, step["labelled"]), self._inputs(engine, step["unlabelled"])
+        # 1. separate: groups of the rows
+        for rows, role in ((lab, "labelled"), (unl, "unlabelled")):
+            if rows is not None:
+                rows["groups"] = self._separate_rows(engine, k, rows, role)
+        present = [r for r in (lab, unl) if r is not None]
+        main = present[0]
+        engine.state.output = {Keys.IMAGE: main["strong"][: main["b"]], Keys.LABEL: main["y"]}
+        # 2. targets
+        pred, targets = self._targets(engine, k, lab, unl)
+        engine.state.output[Keys.PRED] = pred
+        groups = torch.cat([r["groups"] for r in present])
+        weight = self._row_weights(k, groups)
+        # 3. forward with gradient (rows: labelled views, then unlabelled views)
+        net.train()
+        opt.zero_grad(set_to_none=engine.optim_set_to_none)
+        x = torch.cat([r["strong"] for r in present])
+        t = torch.cat([tg.repeat(v, 1) for tg in targets])
+        sizes = [r["b"] for r in present]
+        gg = torch.cat([g.repeat(v) for g in torch.split(groups, sizes)])
+        ww = torch.cat([w.repeat(v) for w in torch.split(weight, sizes)])
+        if self.mixmatch:
+            x, t, _, _ = mixup(x, t, alpha=self.mixup_alpha, generator=self.mix_generator)
+        with_proj = self.lambda_c > 0
+        with self._autocast():
+            out = (
+                self._forwards[k]["all"](x, with_projection=True)
+                if with_proj
+                else {"logits": self._forwards[k]["logits"](x)}
+            )
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        # 4. losses
+        logits = out["logits"].float()
+        self.sample_loss.lambda_m = self._lambda_m_at(epoch, step)
+        ssl = self.sample_loss(logits, t, gg, epoch=epoch, weight=ww)
+        terms_log = dict(self.sample_loss.last_terms)
+        terms = {"ssl": ssl}
+        total = ssl
+        if with_proj:
+            terms["con"] = logits.new_zeros(())
+            sel = (weight[: lab["b"]] > 0) if lab is not None else None
+            if sel is not None and int(sel.sum()) >= 2:
+                proj = out["projection"].float()[: v * lab["b"]].reshape(v, lab["b"], -1).transpose(0, 1)
+                terms["con"] = self.contrastive_loss(proj[sel], lab["y"][sel], lab["groups"][sel] == MIS_L)
+                total = total + self.lambda_c * terms["con"]
+            else:
+                self.skipped[f"con_{s}"] = self.skipped.get(f"con_{s}", 0) + 1
+        if self.prior_loss is not None and self.lambda_reg > 0:
+            terms["reg"] = self.prior_loss(logits)
+            total = total + self.lambda_reg * terms["reg"]
+        terms["total"] = total
+        self._check_finite(engine, terms, k)
+        o = engine.state.output
+        o[Keys.LOSS] = o[f"loss_{s}"] = total.detach()
+        for name in ("correct", "mis_h", "mis_l", "n_correct", "n_mis_h", "n_mis_l", "lx", "lu"):
+            o[f"{name}_{s}"] = terms_log[name]
+        o[f"con_{s}"] = terms.get("con", logits.new_zeros(())).detach()
+        o[f"reg_{s}"] = terms.get("reg", logits.new_zeros(())).detach()
+        o["omega"] = terms_log["omega"]
+        o["lambda_m"] = torch.tensor(self.sample_loss.lambda_m)
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        # 5. backward + this network's optimiser step
+        self._backward_and_step(engine, [total], [opt])
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+    def _lambda_m_at(self, epoch: int, step: Mapping[str, Any]) -> float:
+        """λ_m at a step: DivideMix's ramp ``clip((e + i/n − T_w)/ramp)`` on the fractional 0-based epoch."""
+        if self.lambda_m_rampup <= 0:
+            return self.lambda_m
+        current = (epoch - 1) + int(step["step"]) / max(int(step["steps"]), 1)
+        return linear_rampup(current, self.lambda_m_rampup, start=self.warmup_epochs, max_value=self.lambda_m)
