@@ -10,21 +10,50 @@ QMix (Hou et al., "QMix: Quality-aware Learning with Mixed Noise for Robust Reti
 every epoch starts with a sample separation by A and by B (:class:`~monai_qmix.handlers.SampleSeparationHandler`,
 published on ``engine.state.separation``); then A is trained on **B's** partition and B on **A's** (co-divide).
 
-Per iteration (one loader over all training samples yielding 2 weak + 2 strong views and ``index``):
+Default loop (``loop="two_loader"``, DivideMix's ``Train_cifar.py`` structure and the official QMix
+``dataset.py`` loaders). At every ``EPOCH_STARTED`` the trainer rebuilds per network ``DataLoader`` objects over
+the **one** dataset of ``train_data_loader`` (a seeded :class:`~monai_qmix.engines.co_training.GroupSampler` per
+group, sharded across ranks when ``torch.distributed`` is initialised); one engine iteration is one optimiser step
+of **one** network, and ``engine.state.epoch_length`` is set to the epoch's number of steps:
 
-1. weak views → A and B forward under ``no_grad`` (computed once, shared by both updates): Correct →
-   :func:`~monai_qmix.losses.co_refine` with the trained network's mean weak prediction, Mis-H →
-   :func:`~monai_qmix.losses.co_guess` with both networks, Mis-L → :func:`~monai_qmix.losses.pseudo_label`;
+* warm-up epochs: network A makes one pass over all samples (batch 2B, its own shuffle and augmentation draws),
+  then network B makes its own pass; cross-entropy on the first strong view;
+* later epochs: network A makes one pass over its *labelled* loader (batch B; QMix: Correct ∪ Mis-L, DivideMix:
+  Correct, of **B's** partition), each step also drawing B samples from its *unlabelled* loader (Mis-H; restarted
+  when exhausted), with network B fixed in ``eval()`` under ``no_grad`` (no gradient, no BN-statistics update);
+  then B makes the same pass on A's partition with the updated A fixed. A step (:meth:`QMixTrainer._two_loader_step`):
+
+  1. separate: the rows' groups from the partner's partition;
+  2. targets (no grad, weak views): Correct → :func:`~monai_qmix.losses.co_refine` with the trained network's mean
+     weak prediction, Mis-L → :func:`~monai_qmix.losses.pseudo_label`, Mis-H →
+     :func:`~monai_qmix.losses.co_guess` with both networks;
+  3. strong views of all rows → the trained network with gradient (optional MixMatch over all rows,
+     :func:`~monai_qmix.losses.mixup`);
+  4. losses: :class:`~monai_qmix.losses.SampleReweighingLoss` with ``normalization="loader"``:
+     ``L_x = mean over the labelled rows of w_i·CE_i`` (w = 1 on Correct rows, Ω(t) on Mis-L rows) and
+     ``λ_m·L_u`` with ``L_u`` the mean over the unlabelled rows **and** classes of the squared error
+     (``mis_h_loss="mse_mean"``, DivideMix's ``torch.mean((probs_u - targets_u)**2)``); + λ_c ·
+     :class:`~monai_qmix.losses.ContrastiveEnhancementLoss` on the labelled rows' projections + λ_reg ·
+     :class:`~monai_qmix.losses.PriorRegularizationLoss` over all rows;
+  5. backward and the trained network's optimiser step; MONAI ``IterationEvents`` fire once per step.
+
+A checkpoint of this loop resumes at epoch boundaries (``CheckpointSaver`` at ``EPOCH_COMPLETED``); a checkpoint
+written within an epoch is refused on load.
+
+``loop="single"`` keeps the former loop for side-by-side runs: one iteration per batch of ``train_data_loader``
+(all samples, 2 weak + 2 strong views and ``index``), both networks updated in it:
+
+1. weak views → A and B forward under ``no_grad`` (computed once, shared by both updates), targets as above with
+   the groups looked up per sample;
 2. strong views → each network forward with gradient: :class:`~monai_qmix.losses.SampleReweighingLoss`
-   (Ω(t) on Mis-L) + λ_c · :class:`~monai_qmix.losses.ContrastiveEnhancementLoss` on Correct ∪ Mis-L projections
-   (the projector is skipped when λ_c = 0) + λ_reg · :class:`~monai_qmix.losses.PriorRegularizationLoss`;
-   optional MixMatch interpolation (:func:`~monai_qmix.losses.mixup`);
+   (``normalization="batch"``, MSE summed over classes) + λ_c · contrastive + λ_reg · prior, optional MixMatch;
 3. both networks are updated; MONAI ``IterationEvents`` fire once per iteration, phase by phase (forward of
    both networks → ``FORWARD_COMPLETED`` → losses → ``LOSS_COMPLETED`` → backward → ``BACKWARD_COMPLETED`` → both
-   optimiser steps → ``MODEL_COMPLETED``).
+   optimiser steps → ``MODEL_COMPLETED``). Warm-up: both networks on the same batch B and strong view.
 
-Baselines in the same harness: ``method="standard"`` (cross-entropy, one network, strong view 1) and
-``method="dividemix"`` (2-group loss-only GMM, MixMatch on, no Mis-L / contrastive terms, uniform prior).
+Baselines in the same harness: ``method="standard"`` (cross-entropy, one network, strong view 1, always iterating
+``train_data_loader`` as is) and ``method="dividemix"`` (2-group loss-only GMM, MixMatch on, no Mis-L /
+contrastive terms, uniform prior; see :func:`~monai_qmix.losses.get_dividemix_preset` for the official settings).
 """
 
 from __future__ import annotations
@@ -39,6 +68,7 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Events
 from ignite.metrics import Metric
+from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn
 from monai.transforms import Transform
@@ -120,11 +150,15 @@ class QMixTrainer(SupervisedTrainer):
     ``separation["B"]`` and B on ``separation["A"]``.
 
     ``engine.state.output`` (before MONAI's decollation) holds ``image`` (strong view 1), ``label``, ``pred`` (class
-    probabilities: the A+B mean over the weak views after warm-up, the mean over networks of the strong view-1
-    softmax during warm-up / standard), ``loss`` (mean of the networks' totals) and, per network ``x`` in
-    ``a``/``b``: ``loss_x``, ``correct_x``, ``mis_h_x``, ``mis_l_x`` (unweighted group means), ``con_x``,
-    ``reg_x``, ``n_correct_x``, ``n_mis_h_x``, ``n_mis_l_x``, plus ``omega`` and ``lambda_m`` (warm-up: ``loss_x``,
-    ``ce_x``, ``penalty_x``). Use e.g. ``StatsHandler(output_transform=from_engine(["loss"], first=True))``.
+    probabilities), ``loss`` and, per network ``x`` in ``a``/``b``: ``loss_x``, ``correct_x``, ``mis_h_x``,
+    ``mis_l_x`` (unweighted group means), ``lx_x`` / ``lu_x`` (the normalised labelled / unlabelled terms, so that
+    the SSL term is ``lx_x + λ_m·lu_x``), ``con_x``, ``reg_x``, ``n_correct_x``, ``n_mis_h_x``, ``n_mis_l_x`` (rows
+    per group, views counted), plus ``omega`` and ``lambda_m`` (warm-up: ``loss_x``, ``ce_x``, ``penalty_x``).
+    Two-loader loop: a step holds the keys of the trained network only, ``loss`` is its total, ``image`` /
+    ``label`` / ``pred`` describe the step's labelled batch (its unlabelled batch when it has none) and
+    ``engine.state.batch`` is that batch (at ``GET_BATCH_COMPLETED`` it is the step dict ``{"network", "labelled",
+    "unlabelled", "step", "steps"}``). Single loop: the keys of both networks, ``loss`` is their mean, ``pred`` the
+    A+B mean over the weak views. Use e.g. ``StatsHandler(output_transform=from_engine(["loss"], first=True))``.
 
     Robustness: a group with fewer than ``min_group_size`` samples in a batch has its term skipped (weight 0,
     counted and logged at the end of the epoch); an empty group of a partition is logged when the epoch starts;
@@ -154,15 +188,19 @@ class QMixTrainer(SupervisedTrainer):
         scoring_kwargs: extra arguments of :func:`~monai_qmix.separation.score_samples`.
         separation_handler_kwargs: extra arguments of the handler (e.g. ``output_dir``, ``noise_group``).
         loss_function: the warm-up / standard classification loss (default ``torch.nn.CrossEntropyLoss()``).
-        omega: Ω for Mis-L: a float or an :class:`~monai_qmix.losses.OmegaSchedule` (QMix default 0.3, constant).
+        omega: Ω for Mis-L: an :class:`~monai_qmix.losses.OmegaSchedule` or a float (a constant Ω). Default
+            ``None``: ``OmegaSchedule(0.3, max_epochs, warmup_epochs, "linear")``, the schedule of the bundles
+            (constant 0.3 when ``max_epochs <= warmup_epochs``).
         lambda_c: weight λ_c of the contrastive enhancement loss (0 switches it and the projector off).
         lambda_m: weight λ_m of the Mis-H term (DivideMix's λ_u).
         lambda_m_rampup: epochs of a linear ramp-up of λ_m after warm-up (0 = none, QMix default; DivideMix 16).
-        mis_h_loss: ``"mse"`` (default) or ``"ce"``.
+        mis_h_loss: ``"mse_mean"`` (mean over classes, DivideMix), ``"mse"`` (sum over classes) or ``"ce"``; default
+            ``None``: ``"mse_mean"`` for the two-loader loop, ``"mse"`` for ``loop="single"``.
         group_normalization: denominator of the SSL group terms (see
-            :class:`~monai_qmix.losses.SampleReweighingLoss`): ``"batch"`` (default; every sample weighs
-            ``coef_g / B``, as with DivideMix's fixed-size labelled / unlabelled batches) or ``"group"`` (each group
-            averaged over its own count in the batch). ``"group"`` gives the few samples of a group that is small in
+            :class:`~monai_qmix.losses.SampleReweighingLoss`); default ``None``: ``"loader"`` for the two-loader
+            loop (labelled rows and unlabelled rows each averaged over their own count), ``"batch"`` for
+            ``loop="single"`` (every sample weighs ``coef_g / B``), or ``"group"`` (each group averaged over its
+            own count in the batch). ``"group"`` gives the few samples of a group that is small in
             a batch a weight up to B times larger; when a partition is unbalanced across classes (e.g. after a short
             warm-up the Correct group holds only the classes the network is already sure of) this collapses the
             networks onto those classes within one epoch.
@@ -180,6 +218,11 @@ class QMixTrainer(SupervisedTrainer):
         weak_mode: ``"train"`` (default; BN batch statistics, as DivideMix's trained network) or ``"eval"`` for the
             no-grad weak-view forwards.
         min_group_size: a group with fewer samples in a batch skips its term.
+        loop: ``"two_loader"`` (default) or ``"single"``, see :class:`CoTrainingLoop` and the module docstring.
+            Ignored for ``method="standard"``. The two-loader loop needs a ``DataLoader``-like
+            ``train_data_loader`` (``dataset``, ``batch_size``, ``num_workers``, ``collate_fn``, ``pin_memory``,
+            ``drop_last`` are reused, ``drop_last`` only for a group of at least one batch; its sampler and shuffle
+            are not) whose dataset position of every sample equals its ``index``.
         skip_unused_views: compute only the views each epoch uses: at every ``EPOCH_STARTED`` every
             :class:`~monai_qmix.transforms.MultiViewd` of the training loader (found as its dataset's transforms)
             that makes ``strong_keys[0]`` gets :meth:`~monai_qmix.transforms.MultiViewd.set_active_views`: the
@@ -198,11 +241,12 @@ class QMixTrainer(SupervisedTrainer):
         strong_keys: batch keys of the strong views (at least ``strong_views``).
         label_key: batch key of the given labels.
         index_key: batch key of the sample indices.
-        seed: seed of the trainer's MixMatch generator.
+        seed: seed of the trainer's MixMatch generator and of the generator seeding the per-epoch loaders.
         channels_last: use ``torch.channels_last`` memory format for the inputs and networks.
         compile: ``torch.compile`` the networks' forward calls (the modules and state dicts are unchanged).
         compile_kwargs: arguments of ``torch.compile``.
-        epoch_length: iterations per epoch (default ``len(train_data_loader)``).
+        epoch_length: iterations per epoch (default ``len(train_data_loader)``); ``loop="single"`` only (the
+            two-loader loop sets it every epoch).
         non_blocking: non-blocking host-to-device copies.
         postprocessing: MONAI post-processing of the (decollated) output.
         key_train_metric: MONAI key metric on the output.
@@ -241,7 +285,7 @@ class QMixTrainer(SupervisedTrainer):
         scoring_kwargs: Mapping[str, Any] | None = None,
         separation_handler_kwargs: Mapping[str, Any] | None = None,
         loss_function: Callable | None = None,
-        omega: float | OmegaSchedule = 0.3,
+        omega: float | OmegaSchedule | None = None,
         lambda_c: float = 0.0,
         lambda_m: float = 1.0,
         lambda_m_rampup: int = 0,
@@ -368,6 +412,12 @@ class QMixTrainer(SupervisedTrainer):
         self.lambda_m_rampup = int(lambda_m_rampup)
         self.mixmatch = (self.method == TrainingMethod.DIVIDEMIX) if mixmatch is None else bool(mixmatch)
         self.mixup_alpha = float(mixup_alpha)
+        if omega is None:  # the bundles' schedule: linear decay of Omega(0) = 0.3 after the warm-up
+            omega = (
+                OmegaSchedule(0.3, int(max_epochs), self.warmup_epochs, "linear")
+                if int(max_epochs) > self.warmup_epochs
+                else 0.3
+            )
         self.sample_loss = SampleReweighingLoss(
             lambda_m=lambda_m,
             mis_h_loss=mis_h_loss,
@@ -840,14 +890,15 @@ class QMixTrainer(SupervisedTrainer):
 
         src = self.train_data_loader
         seed = int(torch.randint(0, 2**62, (1,), generator=self.loader_generator))
+        sampler = GroupSampler(positions, seed=seed)
         return DataLoader(
             src.dataset,
             batch_size=int(batch_size),
-            sampler=GroupSampler(positions, seed=seed),
+            sampler=sampler,
             num_workers=src.num_workers,
             collate_fn=src.collate_fn,
             pin_memory=src.pin_memory,
-            drop_last=src.drop_last,
+            drop_last=bool(src.drop_last) and len(sampler) >= batch_size,  # a group smaller than a batch is kept
             generator=torch.Generator().manual_seed(seed + 1),  # worker seeds of this loader
         )
 
@@ -896,14 +947,17 @@ class QMixTrainer(SupervisedTrainer):
     def _inputs(self, engine: QMixTrainer, batch: Mapping | None) -> dict[str, Any] | None:
         if batch is None:
             return None
-        y = self._to_device(engine, self._batch_key(batch, self.label_key)).long().reshape(-1)
+
+        def plain(key: str) -> torch.Tensor:  # rows of two batches are concatenated: drop MetaTensor metadata
+            x = self._to_device(engine, self._batch_key(batch, key))
+            return x.as_tensor() if isinstance(x, MetaTensor) else x
+
+        y = plain(self.label_key).long().reshape(-1)
         return {
-            "index": torch.as_tensor(self._batch_key(batch, self.index_key)).reshape(-1).cpu(),
+            "index": torch.as_tensor(plain(self.index_key)).reshape(-1).cpu(),
             "y": y,
-            "weak": torch.cat([self._to_device(engine, self._batch_key(batch, k)) for k in self.weak_keys]),
-            "strong": torch.cat(
-                [self._to_device(engine, self._batch_key(batch, k)) for k in self.strong_keys[: self.strong_views]]
-            ),
+            "weak": torch.cat([plain(k) for k in self.weak_keys]),
+            "strong": torch.cat([plain(k) for k in self.strong_keys[: self.strong_views]]),
             "b": int(y.shape[0]),
         }
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from monai_qmix.engines.trainer import QMixTrainer
 from monai_qmix.handlers import SeparationEvents
+from monai_qmix.losses import OmegaSchedule
 from monai_qmix.networks import QMixNet
 from monai_qmix.separation import SeparationResult
 from monai_qmix.transforms.augment import MultiViewd, RandGrayscale
@@ -319,6 +320,14 @@ class TestQMixTrainer(unittest.TestCase):
         method = kwargs.pop("method", "qmix")
         with self.assertRaisesRegex(ValueError, name):
             build(method, max_epochs=2, **kwargs)
+
+    def test_default_omega_is_the_bundles_linear_schedule(self) -> None:
+        trainer = build("qmix", max_epochs=5)
+        omega = trainer.sample_loss.omega
+        self.assertIsInstance(omega, OmegaSchedule)
+        self.assertEqual((omega.omega0, omega.max_epochs, omega.warmup_epochs), (0.3, 5, 1))
+        self.assertEqual(omega.schedule, "linear")
+        self.assertEqual(build("qmix", max_epochs=5, omega=0.2).sample_loss.omega, 0.2)  # a constant stays possible
 
     def test_missing_separation_source(self) -> None:
         net, net_b = tiny_net(), tiny_net()
