@@ -25,7 +25,7 @@ from parameterized import parameterized
 from torch import nn
 
 from monai_qmix.engines.trainer import QMixTrainer
-from monai_qmix.handlers import SeparationEvents
+from monai_qmix.handlers import FixedPartitionHandler, SeparationEvents, ground_truth_partition
 from monai_qmix.losses import OmegaSchedule
 from monai_qmix.networks import QMixNet
 from monai_qmix.separation import SeparationResult
@@ -460,6 +460,35 @@ class TestTwoLoaderLoop(unittest.TestCase):
             self.assertEqual(r["loss"], r[f"loss_{s}"])
             self.assertLessEqual(r[f"n_correct_{s}"] + r[f"n_mis_l_{s}"], 2 * BATCH)  # B labelled rows x 2 views
             self.assertLessEqual(r[f"n_mis_h_{s}"], 2 * BATCH)
+
+    @parameterized.expand([["qmix"], ["dividemix"]])
+    def test_fixed_oracle_partition(self, method: str) -> None:
+        truth = np.asarray(["correct", "mis_h", "mis_l", "correct"] * (N // 4))
+        labels = [it["label"] for it in make_items()]
+        handler = FixedPartitionHandler(
+            ground_truth_partition(truth, labels, mode=method), warmup_epochs=1, noise_group=truth
+        )
+        trainer = build(method, max_epochs=3, separation_handler=handler, lambda_c=0.0)
+        loaders = {}
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: loaders.__setitem__(e.state.epoch, e.epoch_loaders))
+        rec = Recorder(trainer, ["loss"])
+        trainer.run()
+        self.assertEqual(rec.sep_epochs, [2, 3])
+        self.assertIs(trainer.separation_handler, handler)
+        codes = {"correct": 0, "mis_h": 1, "mis_l": 2}
+        expected = np.asarray([codes[t] for t in truth])
+        if method == "dividemix":
+            expected = np.where(expected == 0, 0, 1)
+        for k in ("A", "B"):
+            np.testing.assert_array_equal(trainer.state.separation[k].groups, expected)
+            self.assertEqual(trainer.state.separation_metrics[k]["auc_clean"], 1.0)
+            lab = set(loaders[3][k]["labelled"].sampler.indices.tolist())
+            self.assertEqual(lab, set(np.flatnonzero(expected != 1).tolist()))
+        self.assertTrue(all(math.isfinite(r["loss"]) for _, r in rec.rows))
+        with self.assertRaisesRegex(TypeError, "partition"):
+            FixedPartitionHandler("truth")
+        with self.assertRaisesRegex(ValueError, "mode"):
+            ground_truth_partition(truth, mode="coteaching")
 
     def test_mid_epoch_checkpoint_refused(self) -> None:
         trainer = build("qmix", max_epochs=2)
