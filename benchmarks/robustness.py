@@ -244,11 +244,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     g.add_argument(
         "--dividemix_preset",
-        choices=sorted(DIVIDEMIX_PRESETS),
+        choices=[*sorted(DIVIDEMIX_PRESETS), "none"],
         default="dividemix_realworld",
         help="official DivideMix settings of the dividemix method: 'dividemix_realworld' (Train_clothing1M.py: "
         "lambda_u 0, MixMatch alpha 0.5; the reference for medical data, the default) or 'dividemix_cifar' "
-        "(Train_cifar.py: lambda_u 25 with a 16-epoch ramp, alpha 4); both T 0.5, p_threshold 0.5, uniform prior",
+        "(Train_cifar.py: lambda_u 25 with a 16-epoch ramp, alpha 4); both T 0.5, p_threshold 0.5, uniform prior. "
+        "'none': QMixTrainer's own defaults (lambda_u 1, alpha 4; with --loop single and --omega_schedule constant "
+        "the setting of the results made before 2026-12-06)",
     )
     g.add_argument(
         "--loop",
@@ -585,11 +587,13 @@ def run_method(
         omega = OmegaSchedule(omega0, args.epochs, args.warmup_epochs, args.omega_schedule)
         kwargs.update(omega=omega, lambda_c=lambda_c)
         hp = {"qmix_preset": name, "omega0": omega0, "omega_schedule": args.omega_schedule, "lambda_c": lambda_c}
-    elif method == "dividemix":
+    elif method == "dividemix" and args.dividemix_preset != "none":
         dp = get_dividemix_preset(args.dividemix_preset)
         kwargs.update(dp.trainer_kwargs())
         trainer_sep_kwargs.update(kwargs.pop("separation_kwargs"))
         hp = {"dividemix_preset": args.dividemix_preset, **dp.as_dict()}
+    if method == "dividemix" and args.dividemix_preset == "none":
+        hp = {"dividemix_preset": "none"}
     if two:
         kwargs["loop"] = args.loop
         hp["loop"] = args.loop

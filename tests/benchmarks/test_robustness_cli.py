@@ -170,6 +170,19 @@ class TestTinyRun(_RestoresTrackMeta):
         )
         self.assertFalse(plain.oracle_partition)
 
+    def test_former_setting_on_request(self):
+        """``--loop single --omega_schedule constant --dividemix_preset none``: the setting of the stored results."""
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+            argv = ["--num", "40", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
+                    "--warmup_epochs", "1", "--methods", "dividemix", "--threads", "1", "--bootstrap", "0",
+                    "--out", tmp, "--cache_dir", os.path.join(tmp, "c"), "--tag", "f", "--loop", "single",
+                    "--dividemix_preset", "none"]  # fmt: skip
+            self.assertEqual(rb.main(argv), 0)
+            with open(os.path.join(tmp, "f.json")) as f:
+                rec = json.load(f)["presets"]["ddr_sym_L15_H50"]["methods"]["dividemix"][0]
+        self.assertEqual(rec["hyper_parameters"], {"dividemix_preset": "none", "loop": "single"})
+        self.assertEqual(len(rec["epochs"]), 2)
+
 
 class TestMerge(_RestoresTrackMeta):
     def test_merge_two_seeds(self):
