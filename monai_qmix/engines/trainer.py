@@ -172,7 +172,8 @@ class QMixTrainer(SupervisedTrainer):
     Args:
         device: device of training.
         max_epochs: total number of epochs (warm-up included).
-        train_data_loader: loader over all training samples yielding the views, labels and indices.
+        train_data_loader: loader over all training samples yielding the views, labels and indices. The two-loader
+            loop builds its per-epoch loaders over this loader's dataset (see ``loop``); the single loop iterates it.
         network: network A (a :class:`~monai_qmix.networks.QMixNet` or any module returning logits; the
             contrastive term needs ``forward_all(x, with_projection)``).
         optimizer: optimiser of network A.
@@ -216,7 +217,8 @@ class QMixTrainer(SupervisedTrainer):
         strong_views: number of strong views in the loss (1 or 2).
         warmup_penalty: weight of DivideMix's negative-entropy penalty during warm-up (0 = off).
         weak_mode: ``"train"`` (default; BN batch statistics, as DivideMix's trained network) or ``"eval"`` for the
-            no-grad weak-view forwards.
+            no-grad weak-view forwards of the trained network (single loop: of both networks). In the two-loader
+            loop the fixed partner is always in ``eval()``.
         min_group_size: a group with fewer samples in a batch skips its term.
         loop: ``"two_loader"`` (default) or ``"single"``, see :class:`CoTrainingLoop` and the module docstring.
             Ignored for ``method="standard"``. The two-loader loop needs a ``DataLoader``-like
@@ -587,6 +589,10 @@ class QMixTrainer(SupervisedTrainer):
 
     def partitions(self, engine: QMixTrainer | None = None) -> dict[str, SeparationResult]:
         """The partition each network is trained on: ``{"A": separation["B"], "B": separation["A"]}`` (co-divide).
+
+        The two-loader loop reads it once per epoch, at ``EPOCH_STARTED`` after the separation handler (to train on
+        another partition, publish it from the separation handler, e.g. a
+        :class:`~monai_qmix.handlers.FixedPartitionHandler`, or at ``SeparationEvents.SEPARATION_COMPLETED``).
 
         Raises:
             RuntimeError: when no separation result for both networks is on ``engine.state``.
