@@ -91,6 +91,21 @@ class GroupSampler(Sampler[int]):
         self.seed = int(seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.num_samples = math.ceil(idx.size / num_replicas) if idx.size else 0
+        self._skip = 0
+
+    def fast_forward(self, draws: int, skip: int = 0) -> None:
+        """Advance the sampler as if ``draws`` full iterations had been made and skip the first ``skip`` positions
+        of the next one (used to resume within an epoch).
+
+        Raises:
+            ValueError: for a negative ``draws`` or ``skip``.
+        """
+        if draws < 0 or skip < 0:
+            raise ValueError(f"draws and skip must be >= 0, got draws={draws}, skip={skip}.")
+        if self.shuffle and self.indices.size:
+            for _ in range(int(draws)):
+                torch.randperm(self.indices.size, generator=self.generator)
+        self._skip = int(skip)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -104,7 +119,8 @@ class GroupSampler(Sampler[int]):
         total = self.num_samples * self.num_replicas
         if total > n:
             idx = np.concatenate([idx, np.resize(idx, total - n)])
-        return iter(idx[self.rank : total : self.num_replicas].tolist())
+        skip, self._skip = self._skip, 0
+        return iter(idx[self.rank : total : self.num_replicas][skip:].tolist())
 
 
 class CoTrainingPass:
@@ -115,24 +131,38 @@ class CoTrainingPass:
         loaders: ``{"labelled": loader | None, "unlabelled": loader | None}``.
         primary: the role whose loader defines the pass (``"labelled"``; ``"unlabelled"`` when the labelled
             loader is empty).
+        start: the first step to yield (``> 0`` resumes within the pass: the loaders' :class:`GroupSampler` are
+            fast-forwarded to the state they had at that step).
     """
 
-    def __init__(self, network: str, loaders: dict[str, DataLoader | None], primary: str = "labelled") -> None:
+    def __init__(
+        self, network: str, loaders: dict[str, DataLoader | None], primary: str = "labelled", start: int = 0
+    ) -> None:
         if primary not in loaders or loaders[primary] is None:
             raise ValueError(
                 f"primary must name a loader of {sorted(k for k, v in loaders.items() if v)}, got {primary!r}."
             )
         self.network, self.loaders, self.primary = network, loaders, primary
         self.secondary = next((k for k in loaders if k != primary), None)
+        self.start = int(start)
 
     def __len__(self) -> int:
         return len(self.loaders[self.primary])  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         steps = len(self)
+        first = self.loaders[self.primary]
         second = self.loaders.get(self.secondary) if self.secondary else None
         second_iter = None
-        for i, batch in enumerate(self.loaders[self.primary]):  # type: ignore[union-attr]
+        if self.start >= steps:
+            return
+        if self.start > 0:  # resume: the state each loader had at step `start`
+            first.sampler.fast_forward(0, self.start * first.batch_size)  # type: ignore[union-attr]
+            if second is not None and len(second) > 0:
+                draws, batches = divmod(self.start, len(second))
+                second.sampler.fast_forward(draws, batches * second.batch_size)
+                second_iter = iter(second)
+        for i, batch in enumerate(first, start=self.start):  # type: ignore[arg-type]
             step: dict[str, Any] = {
                 "network": self.network,
                 "step": i,

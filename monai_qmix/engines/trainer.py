@@ -37,8 +37,11 @@ of **one** network, and ``engine.state.epoch_length`` is set to the epoch's numb
      :class:`~monai_qmix.losses.PriorRegularizationLoss` over all rows;
   5. backward and the trained network's optimiser step; MONAI ``IterationEvents`` fire once per step.
 
-A checkpoint of this loop resumes at epoch boundaries (``CheckpointSaver`` at ``EPOCH_COMPLETED``); a checkpoint
-written within an epoch is refused on load.
+A checkpoint of this loop resumes at an epoch boundary or within an epoch (e.g. ``CheckpointSaver`` with
+``epoch_level=False``): the epoch's loaders are rebuilt from the loader seeds of its start, fast-forwarded to the
+step, and the partition of that epoch is taken from the checkpoint (a change made to ``engine.state.separation`` by
+a handler of ``SEPARATION_COMPLETED`` is then not repeated). Both are bit for bit on CPU with ``num_workers=0``
+(tested); with loader workers a within-epoch resume restarts the workers' augmentation streams.
 
 ``loop="single"`` keeps the former loop for side-by-side runs: one iteration per batch of ``train_data_loader``
 (all samples, 2 weak + 2 strong views and ``index``), both networks updated in it:
@@ -446,6 +449,8 @@ class QMixTrainer(SupervisedTrainer):
 
         # the trainer's own handlers come first: schedulers step before a CheckpointSaver saves the epoch
         self._epoch_start_iteration = 0
+        self._epoch_loader_seed_state = self.loader_generator.get_state()
+        self._resume: tuple[int, torch.Tensor] | None = None  # (steps into the epoch, loader seeds at its start)
         self.add_event_handler(Events.EPOCH_STARTED, self._mark_epoch_start)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._step_schedulers)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._log_skipped)
@@ -572,7 +577,8 @@ class QMixTrainer(SupervisedTrainer):
 
     # ------------------------------------------------------------------ epoch-level handlers
     def _mark_epoch_start(self, engine: QMixTrainer) -> None:
-        self._epoch_start_iteration = int(engine.state.iteration)
+        into = self._resume[0] if self._resume is not None else 0  # resuming within this epoch
+        self._epoch_start_iteration = int(engine.state.iteration) - into
 
     def _step_schedulers(self, engine: QMixTrainer) -> None:
         for s in (self.lr_scheduler, self.lr_scheduler_b):
@@ -847,10 +853,12 @@ class QMixTrainer(SupervisedTrainer):
         return done_iters or (state.max_epochs is not None and state.epoch >= state.max_epochs)
 
     def state_dict(self) -> Any:
-        """Ignite's engine state plus ``epochs_completed`` (epochs differ in length in the two-loader loop).
+        """Ignite's engine state plus ``epochs_completed`` and ``iterations_into_epoch``.
 
         Ignite derives the epoch of a checkpoint as ``iteration // epoch_length``, which needs a fixed epoch
-        length; :meth:`load_state_dict` restores the epoch from ``epochs_completed`` instead.
+        length; epochs differ in length in the two-loader loop, so :meth:`load_state_dict` restores the epoch from
+        ``epochs_completed``. Within an epoch of the two-loader loop ``epoch_loader_seed_state`` (the state of the
+        generator seeding the epoch's loaders at its start) is added, to rebuild the same loaders on resume.
         """
         sd = super().state_dict()
         within = int(self.state.iteration) - int(self._epoch_start_iteration)
@@ -858,28 +866,34 @@ class QMixTrainer(SupervisedTrainer):
         complete = within == length or within == 0 and self.state.epoch == 0
         sd["epochs_completed"] = int(self.state.epoch) if complete else int(self.state.epoch) - 1
         sd["iterations_into_epoch"] = 0 if complete else within
+        if self.loop == CoTrainingLoop.TWO_LOADER and not complete:
+            sd["epoch_loader_seed_state"] = self._epoch_loader_seed_state.clone()
         return sd
 
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Restore the engine state (see :meth:`state_dict`).
 
         Raises:
-            ValueError: for a checkpoint written within an epoch of the two-loader loop (it resumes at epoch
-                boundaries only).
+            ValueError: for a state written within an epoch of the two-loader loop without
+                ``epoch_loader_seed_state``.
         """
         super().load_state_dict(state_dict)
         if "epochs_completed" not in state_dict:
             return
-        if self.loop == CoTrainingLoop.TWO_LOADER and int(state_dict.get("iterations_into_epoch", 0)) != 0:
+        into = int(state_dict.get("iterations_into_epoch", 0))
+        if self.loop == CoTrainingLoop.TWO_LOADER and into != 0 and "epoch_loader_seed_state" not in state_dict:
             raise ValueError(
-                f"state_dict: written {int(state_dict['iterations_into_epoch'])} iterations into epoch "
-                f"{int(state_dict['epochs_completed']) + 1}; loop='two_loader' resumes at epoch boundaries only "
-                "(save checkpoints at EPOCH_COMPLETED)."
+                f"state_dict: written {into} iterations into epoch {int(state_dict['epochs_completed']) + 1} "
+                "without 'epoch_loader_seed_state'; loop='two_loader' resumes within an epoch only from its own "
+                "state_dict()."
             )
         self.state.epoch = int(state_dict["epochs_completed"])
         self.state.iteration = int(state_dict["iteration"])
         if self.loop == CoTrainingLoop.TWO_LOADER:
-            self._init_iter = 0  # the next epoch starts at its first step (Ignite would use iteration % length)
+            # Ignite would start the next epoch at step iteration % epoch_length; epochs differ in length here
+            self._init_iter = into
+            seeds = state_dict.get("epoch_loader_seed_state")
+            self._resume = None if into == 0 else (into, torch.as_tensor(seeds, dtype=torch.uint8).cpu())
 
     def _check_two_loader_source(self, loader: Any) -> None:
         dataset, batch = getattr(loader, "dataset", None), getattr(loader, "batch_size", None)
@@ -920,6 +934,12 @@ class QMixTrainer(SupervisedTrainer):
         b = int(self.train_data_loader.batch_size)
         passes = []
         self.epoch_loaders = {}
+        resume, self._resume = self._resume, None
+        restored: list = []
+        if resume is not None:  # within-epoch resume: the loaders' seeds as drawn at the start of this epoch
+            self.loader_generator.set_state(resume[1])
+            restored = [(t, t.R.get_state()) for t in find_randomizables(self.train_data_loader)]
+        self._epoch_loader_seed_state = self.loader_generator.get_state()
         if epoch <= self.warmup_epochs:
             every = np.arange(len(self.train_data_loader.dataset), dtype=np.int64)
             for k in _NETS:
@@ -941,6 +961,12 @@ class QMixTrainer(SupervisedTrainer):
                 engine.logger.warning(f"Epoch {epoch}: network {k} has no training step this epoch (empty loaders).")
                 continue
             passes.append(CoTrainingPass(k, loaders, primary))
+        for t, state in restored:  # MONAI's DataLoader re-seeds the dataset's transforms when it is built
+            t.R.set_state(state)
+        skip = 0 if resume is None else resume[0]
+        for p in passes:  # a resumed epoch starts at its step `skip` (Ignite counts from state_dict's position)
+            p.start = min(skip, len(p))
+            skip -= p.start
         steps = self.co_training_steps.set_plan(passes)
         if steps == 0:
             raise RuntimeError(

@@ -202,9 +202,14 @@ class SampleSeparationHandler:
         return epoch > self.warmup_epochs and (epoch - self.warmup_epochs - 1) % self.interval == 0
 
     def __call__(self, engine: Engine) -> None:
-        """Separate with every network (when due at this epoch), publish on ``engine.state`` and fire the event."""
+        """Separate with every network (when due at this epoch), publish on ``engine.state`` and fire the event.
+
+        Results already computed at this epoch (restored from a checkpoint written within the epoch) are published
+        as they are, without separating again or firing the event.
+        """
         epoch = int(engine.state.epoch)
-        if not self.should_run(epoch):
+        restored = bool(self.results) and all(self.epochs.get(k) == epoch for k in self.networks)
+        if not self.should_run(epoch) or restored:  # restored: computed at this epoch (a within-epoch checkpoint)
             self.publish(engine)  # results restored from a checkpoint stay visible whatever the handler order
             return
         for k, net in self.networks.items():

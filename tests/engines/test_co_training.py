@@ -27,6 +27,16 @@ class TestGroupSampler(unittest.TestCase):
         self.assertEqual(len(GroupSampler([], seed=0)), 0)
         self.assertEqual(list(GroupSampler([], seed=0)), [])
 
+    def test_fast_forward(self) -> None:
+        idx = list(range(9))
+        a, b = GroupSampler(idx, seed=2), GroupSampler(idx, seed=2)
+        orders = [list(a) for _ in range(3)]
+        b.fast_forward(1, 4)  # as after one full iteration and 4 positions of the second
+        self.assertEqual(list(b), orders[1][4:])
+        self.assertEqual(list(b), orders[2])  # the skip applies once
+        with self.assertRaisesRegex(ValueError, "draws"):
+            b.fast_forward(-1)
+
     @parameterized.expand([[2], [3]])
     def test_shards_cover_the_subset_like_distributed_sampler(self, world: int) -> None:
         idx = list(range(10, 21))  # 11 positions: padded to a multiple of the world size
