@@ -233,6 +233,7 @@ def build(
         weak_keys=("image_w1", "image_w2")[: max(nw, 1)],
         amp=device.type == "cuda",
         decollate=False,
+        loop="single",  # this benchmark times the phases of the one-loader iteration (both networks per step)
     )
     rec = Recorder(device)
     for fns in trainer._forwards.values():  # the trainer's forward callables (weak = no-grad, strong = grad)

@@ -11,7 +11,8 @@ Steps (each recorded, any failure makes the exit status 1):
    ``skipUnless(torch.cuda.is_available()``), run with pytest; none may fail or be skipped.
 2. ``amp``: for every ``--backbones`` (default ResNet-50 and EfficientNet-Lite0, with the ImageNet weights of the
    ``[pretrained]`` extra when installed), a bounded :class:`~monai_qmix.engines.QMixTrainer` run at ``--size`` px
-   under AMP: one CE warm-up epoch and one QMix epoch of ``--steps`` iterations each, the separation in between.
+   under AMP on ``--batch`` × ``--steps`` images: one CE warm-up epoch and one QMix epoch (the trainer's default
+   two-loader loop: one iteration = one optimiser step of one network), the separation in between.
    Every loss must be finite, and the hot loop (the QMix iterations after the first two) is run under
    ``torch.cuda.set_sync_debug_mode("warn")``: every host-device synchronisation warning is counted with the
    file and line that caused it (any one fails the step).
@@ -129,14 +130,17 @@ def run_amp(backbone: str, args: argparse.Namespace, device: torch.device) -> di
     trainer = QMixTrainer(device, max_epochs=2, train_data_loader=loader, network=nets[0], optimizer=opts[0],
                           network_b=nets[1], optimizer_b=opts[1], method="qmix", warmup_epochs=1,
                           separation_loader=sep_loader, lambda_c=0.01, amp=device.type == "cuda",
-                          epoch_length=args.steps, decollate=False)  # fmt: skip
+                          decollate=False)  # fmt: skip
     loss_tensors: list[torch.Tensor] = []
     syncs: dict[str, int] = {}
-    window: dict[str, Any] = {"cm": None, "rec": []}
-    hot_from = args.steps + 3  # QMix epoch (epoch 2), from its third iteration on
+    window: dict[str, Any] = {"cm": None, "rec": [], "hot_from": None}
+
+    def qmix_epoch_started(engine: QMixTrainer) -> None:
+        if engine.state.epoch == 2:  # the QMix epoch: checked from its third iteration on
+            window["hot_from"] = engine.state.iteration + 3
 
     def hot_start(engine: QMixTrainer) -> None:
-        if device.type == "cuda" and engine.state.iteration == hot_from and window["cm"] is None:
+        if device.type == "cuda" and engine.state.iteration == window["hot_from"] and window["cm"] is None:
             window["cm"] = warnings.catch_warnings(record=True)
             window["rec"] = window["cm"].__enter__()
             warnings.simplefilter("always")
@@ -156,6 +160,7 @@ def run_amp(backbone: str, args: argparse.Namespace, device: torch.device) -> di
     def iteration_done(engine: QMixTrainer) -> None:
         loss_tensors.append(engine.state.output["loss"].detach())  # no .item(): that would sync in the window
 
+    trainer.add_event_handler(Events.EPOCH_STARTED, qmix_epoch_started)
     trainer.add_event_handler(Events.ITERATION_STARTED, hot_start)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, iteration_done)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, hot_end)
@@ -226,7 +231,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda", help="cuda (the check); cpu only tests this script at toy sizes")
     p.add_argument("--size", type=int, default=384, help="image side in pixels (the paper's 384)")
     p.add_argument("--batch", type=int, default=16, help="batch size (the paper's 16)")
-    p.add_argument("--steps", type=int, default=12, help="iterations of each bounded epoch of the AMP step")
+    p.add_argument("--steps", type=int, default=12, help="the AMP step trains on --batch x --steps images")
     p.add_argument("--cost_n", type=int, default=256, help="images of the cost benchmark's epochs")
     p.add_argument("--backbones", default="resnet50,efficientnet_lite0", help="comma-separated QMixNet backbones")
     p.add_argument("--steps_to_run", default="cuda_tests,amp,cost", help="comma-separated subset of the steps")

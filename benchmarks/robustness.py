@@ -26,6 +26,15 @@ Every method is trained with the same network, image size, epochs, optimiser, ba
   warm-up; :data:`PAPER_SCALE`), with ``--pretrained_path`` for local ImageNet weights; meant for a GPU, where AMP is
   used.
 
+Training settings shared by the methods' trainers: the default ``--loop two_loader`` (DivideMix's per-epoch
+labelled + unlabelled loaders, one network trained at a time; ``--loop single`` is the former one-loader loop);
+QMix's Ω(t) is an :class:`~monai_qmix.losses.OmegaSchedule` (``--omega_schedule``, default ``linear`` as in the
+bundles; ``constant`` keeps Ω(0)); DivideMix uses an official preset (``--dividemix_preset``, default
+``dividemix_realworld``: ``Train_clothing1M.py``'s λ_u = 0 and α = 0.5, the reference for medical data).
+``--oracle_partition`` replaces both networks' separations by the ground-truth groups of the training items
+(:class:`~monai_qmix.handlers.separation.FixedPartitionHandler`), which tells a drift caused by the separation from
+one caused by the SSL objective.
+
 Model selection uses the validation QWK only ("best" = the test metrics at the epoch of the best validation QWK;
 "last" = the last epoch); the test split is never used for any choice. Two-network methods are evaluated with the
 softmax ensemble of A and B (:class:`~monai_qmix.engines.evaluator.EnsembleInferer`).
@@ -90,7 +99,15 @@ from monai_qmix.data.synthetic import generate_synthdr
 from monai_qmix.engines.evaluator import EnsembleInferer
 from monai_qmix.engines.trainer import QMixTrainer
 from monai_qmix.handlers.grading_metrics import grading_report, quadratic_weighted_kappa
-from monai_qmix.losses.schedules import QMIX_PRESETS, get_qmix_preset
+from monai_qmix.handlers.separation import FixedPartitionHandler, ground_truth_partition
+from monai_qmix.losses.schedules import (
+    DIVIDEMIX_PRESETS,
+    QMIX_PRESETS,
+    OmegaSchedule,
+    OmegaScheduleType,
+    get_dividemix_preset,
+    get_qmix_preset,
+)
 from monai_qmix.networks import (
     INPUT_NORMALISATION,
     Backbone,
@@ -272,6 +289,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--lambda_c", type=float, default=None, help="QMix contrastive weight; overrides --qmix_preset")
     g.add_argument(
         "--omega0", type=float, default=None, help="QMix Omega(0) (Mis-L CE weight); overrides --qmix_preset"
+    )
+    g.add_argument(
+        "--omega_schedule",
+        choices=[t.value for t in OmegaScheduleType],
+        default="linear",
+        help="QMix Omega(t) after the warm-up (an OmegaSchedule, as in the bundles): 'linear' decays Omega(0) to 0 at "
+        "the last epoch; 'constant' keeps Omega(0) (what results made before 2026-12-06 used)",
+    )
+    g.add_argument(
+        "--dividemix_preset",
+        choices=[*sorted(DIVIDEMIX_PRESETS), "none"],
+        default="dividemix_realworld",
+        help="official DivideMix settings of the dividemix method: 'dividemix_realworld' (Train_clothing1M.py: "
+        "lambda_u 0, MixMatch alpha 0.5; the reference for medical data, the default) or 'dividemix_cifar' "
+        "(Train_cifar.py: lambda_u 25 with a 16-epoch ramp, alpha 4); both T 0.5, p_threshold 0.5, uniform prior. "
+        "'none': QMixTrainer's own defaults (lambda_u 1, alpha 4; with --loop single and --omega_schedule constant "
+        "the setting of the results made before 2026-12-06)",
+    )
+    g.add_argument(
+        "--loop",
+        choices=("two_loader", "single"),
+        default="two_loader",
+        help="QMixTrainer loop of dividemix/qmix: 'two_loader' (DivideMix's per-epoch labelled + unlabelled loaders, "
+        "one network trained at a time) or 'single' (one loader, both networks per iteration; results made before "
+        "2026-12-06)",
+    )
+    g.add_argument(
+        "--oracle_partition",
+        action="store_true",
+        help="dividemix/qmix train on the ground-truth partition (the training items' noise_group: Correct / Mis-H / "
+        "Mis-L; dividemix: Correct against the mislabelled rest) instead of their GMM separations, for both networks "
+        "and every epoch after warm-up (a FixedPartitionHandler); the separation metrics then describe that "
+        "partition",
     )
     g.add_argument(
         "--strong_views",
@@ -680,6 +730,7 @@ def run_method(
     sep_kwargs = {"n_init": args.gmm_n_init}  # the trainer's separations and CE's diagnostic one
     kwargs: dict[str, Any] = {}
     hp: dict[str, Any] = {}
+    trainer_sep_kwargs = dict(sep_kwargs)
     if method == "qmix":
         name = args.qmix_preset
         if name == "auto":
@@ -687,8 +738,26 @@ def run_method(
         qp = get_qmix_preset(name)
         omega0 = qp.omega0 if args.omega0 is None else args.omega0
         lambda_c = qp.lambda_c if args.lambda_c is None else args.lambda_c
-        kwargs.update(omega=omega0, lambda_c=lambda_c)
-        hp = {"qmix_preset": name, "omega0": omega0, "lambda_c": lambda_c}
+        omega = OmegaSchedule(omega0, args.epochs, args.warmup_epochs, args.omega_schedule)
+        kwargs.update(omega=omega, lambda_c=lambda_c)
+        hp = {"qmix_preset": name, "omega0": omega0, "omega_schedule": args.omega_schedule, "lambda_c": lambda_c}
+    elif method == "dividemix" and args.dividemix_preset != "none":
+        dp = get_dividemix_preset(args.dividemix_preset)
+        kwargs.update(dp.trainer_kwargs())
+        trainer_sep_kwargs.update(kwargs.pop("separation_kwargs"))
+        hp = {"dividemix_preset": args.dividemix_preset, **dp.as_dict()}
+    if method == "dividemix" and args.dividemix_preset == "none":
+        hp = {"dividemix_preset": "none"}
+    if two:
+        kwargs["loop"] = args.loop
+        hp["loop"] = args.loop
+    if two and args.oracle_partition:
+        labels = [int(it["label"]) for it in sets["train"]]
+        oracle = ground_truth_partition(truth, labels, mode=method)  # truth: codes by dataset position = index
+        kwargs["separation_handler"] = FixedPartitionHandler(
+            oracle, warmup_epochs=args.warmup_epochs, noise_group=truth
+        )
+        hp["oracle_partition"] = True
     trainer = QMixTrainer(
         device=device,
         max_epochs=args.epochs,
@@ -703,7 +772,7 @@ def run_method(
         warmup_epochs=args.warmup_epochs,
         strong_views=args.strong_views,
         separation_loader=sep_loader if two else None,
-        separation_kwargs=sep_kwargs,
+        separation_kwargs=trainer_sep_kwargs,
         separation_handler_kwargs={"noise_group": truth, "progress": False},
         seed=seed,
         decollate=False,

@@ -6,11 +6,15 @@
 
 from __future__ import annotations
 
+from .co_training import CoTrainingSteps, GroupSampler
 from .evaluator import EnsembleCombine, EnsembleInferer, EnsembleMode, QMixEvaluator, ensemble_probabilities
 from .rng_state import RNGState, find_randomizables
-from .trainer import QMixTrainer, TrainingMethod
+from .trainer import CoTrainingLoop, QMixTrainer, TrainingMethod
 
 __all__ = [
+    "CoTrainingLoop",
+    "CoTrainingSteps",
+    "GroupSampler",
     "EnsembleCombine",
     "EnsembleInferer",
     "EnsembleMode",

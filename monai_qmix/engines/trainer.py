@@ -10,21 +10,53 @@ QMix (Hou et al., "QMix: Quality-aware Learning with Mixed Noise for Robust Reti
 every epoch starts with a sample separation by A and by B (:class:`~monai_qmix.handlers.SampleSeparationHandler`,
 published on ``engine.state.separation``); then A is trained on **B's** partition and B on **A's** (co-divide).
 
-Per iteration (one loader over all training samples yielding 2 weak + 2 strong views and ``index``):
+Default loop (``loop="two_loader"``, DivideMix's ``Train_cifar.py`` structure and the official QMix
+``dataset.py`` loaders). At every ``EPOCH_STARTED`` the trainer rebuilds per network ``DataLoader`` objects over
+the **one** dataset of ``train_data_loader`` (a seeded :class:`~monai_qmix.engines.co_training.GroupSampler` per
+group, sharded across ranks when ``torch.distributed`` is initialised); one engine iteration is one optimiser step
+of **one** network, and ``engine.state.epoch_length`` is set to the epoch's number of steps:
 
-1. weak views → A and B forward under ``no_grad`` (computed once, shared by both updates): Correct →
-   :func:`~monai_qmix.losses.co_refine` with the trained network's mean weak prediction, Mis-H →
-   :func:`~monai_qmix.losses.co_guess` with both networks, Mis-L → :func:`~monai_qmix.losses.pseudo_label`;
+* warm-up epochs: network A makes one pass over all samples (batch 2B, its own shuffle and augmentation draws),
+  then network B makes its own pass; cross-entropy on the first strong view;
+* later epochs: network A makes one pass over its *labelled* loader (batch B; QMix: Correct ∪ Mis-L, DivideMix:
+  Correct, of **B's** partition), each step also drawing B samples from its *unlabelled* loader (Mis-H; restarted
+  when exhausted), with network B fixed in ``eval()`` under ``no_grad`` (no gradient, no BN-statistics update);
+  then B makes the same pass on A's partition with the updated A fixed. A step (:meth:`QMixTrainer._two_loader_step`):
+
+  1. separate: the rows' groups from the partner's partition;
+  2. targets (no grad, weak views): Correct → :func:`~monai_qmix.losses.co_refine` with the trained network's mean
+     weak prediction, Mis-L → :func:`~monai_qmix.losses.pseudo_label`, Mis-H →
+     :func:`~monai_qmix.losses.co_guess` with both networks;
+  3. strong views of all rows → the trained network with gradient (optional MixMatch over all rows,
+     :func:`~monai_qmix.losses.mixup`);
+  4. losses: :class:`~monai_qmix.losses.SampleReweighingLoss` with ``normalization="loader"``:
+     ``L_x = mean over the labelled rows of w_i·CE_i`` (w = 1 on Correct rows, Ω(t) on Mis-L rows) and
+     ``λ_m·L_u`` with ``L_u`` the mean over the unlabelled rows **and** classes of the squared error
+     (``mis_h_loss="mse_mean"``, DivideMix's ``torch.mean((probs_u - targets_u)**2)``); + λ_c ·
+     :class:`~monai_qmix.losses.ContrastiveEnhancementLoss` on the labelled rows' projections + λ_reg ·
+     :class:`~monai_qmix.losses.PriorRegularizationLoss` over all rows;
+  5. backward and the trained network's optimiser step; MONAI ``IterationEvents`` fire once per step.
+
+A checkpoint of this loop resumes at an epoch boundary or within an epoch (e.g. ``CheckpointSaver`` with
+``epoch_level=False``): the epoch's loaders are rebuilt from the loader seeds of its start, fast-forwarded to the
+step, and the partition of that epoch is taken from the checkpoint (a change made to ``engine.state.separation`` by
+a handler of ``SEPARATION_COMPLETED`` is then not repeated). Both are bit for bit on CPU with ``num_workers=0``
+(tested); with loader workers a within-epoch resume restarts the workers' augmentation streams.
+
+``loop="single"`` keeps the former loop for side-by-side runs: one iteration per batch of ``train_data_loader``
+(all samples, 2 weak + 2 strong views and ``index``), both networks updated in it:
+
+1. weak views → A and B forward under ``no_grad`` (computed once, shared by both updates), targets as above with
+   the groups looked up per sample;
 2. strong views → each network forward with gradient: :class:`~monai_qmix.losses.SampleReweighingLoss`
-   (Ω(t) on Mis-L) + λ_c · :class:`~monai_qmix.losses.ContrastiveEnhancementLoss` on Correct ∪ Mis-L projections
-   (the projector is skipped when λ_c = 0) + λ_reg · :class:`~monai_qmix.losses.PriorRegularizationLoss`;
-   optional MixMatch interpolation (:func:`~monai_qmix.losses.mixup`);
+   (``normalization="batch"``, MSE summed over classes) + λ_c · contrastive + λ_reg · prior, optional MixMatch;
 3. both networks are updated; MONAI ``IterationEvents`` fire once per iteration, phase by phase (forward of
    both networks → ``FORWARD_COMPLETED`` → losses → ``LOSS_COMPLETED`` → backward → ``BACKWARD_COMPLETED`` → both
-   optimiser steps → ``MODEL_COMPLETED``).
+   optimiser steps → ``MODEL_COMPLETED``). Warm-up: both networks on the same batch B and strong view.
 
-Baselines in the same harness: ``method="standard"`` (cross-entropy, one network, strong view 1) and
-``method="dividemix"`` (2-group loss-only GMM, MixMatch on, no Mis-L / contrastive terms, uniform prior).
+Baselines in the same harness: ``method="standard"`` (cross-entropy, one network, strong view 1, always iterating
+``train_data_loader`` as is) and ``method="dividemix"`` (2-group loss-only GMM, MixMatch on, no Mis-L /
+contrastive terms, uniform prior; see :func:`~monai_qmix.losses.get_dividemix_preset` for the official settings).
 """
 
 from __future__ import annotations
@@ -39,6 +71,7 @@ import torch
 import torch.nn.functional as F
 from ignite.engine import Events
 from ignite.metrics import Metric
+from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn
 from monai.transforms import Transform
@@ -66,10 +99,11 @@ from monai_qmix.networks.wrappers import unwrap_network, wrapped_method
 from monai_qmix.separation import GROUP_NAMES, SeparationResult
 from monai_qmix.transforms.augment import MultiViewd
 
+from .co_training import CoTrainingPass, CoTrainingSteps, GroupSampler
 from .rng_state import RNGState, find_randomizables
 from .utils import choose_option
 
-__all__ = ["QMixTrainer", "TrainingMethod"]
+__all__ = ["QMixTrainer", "TrainingMethod", "CoTrainingLoop"]
 
 CORRECT, MIS_H, MIS_L = 0, 1, 2
 _NETS = ("A", "B")
@@ -81,6 +115,20 @@ class TrainingMethod(StrEnum):
     QMIX = "qmix"
     DIVIDEMIX = "dividemix"
     STANDARD = "standard"
+
+
+class CoTrainingLoop(StrEnum):
+    """Per-epoch structure of :class:`QMixTrainer` (``method`` ``qmix`` / ``dividemix``).
+
+    - ``two_loader`` (default): DivideMix's ``Train_cifar.py`` structure: network A trains one pass with B fixed,
+      then B with A fixed; every step draws B labelled and B unlabelled samples (warm-up: 2B samples per step,
+      one pass per network); one engine iteration is one optimiser step of one network.
+    - ``single``: the former loop: one loader over all samples, both networks updated in every iteration on the
+      same batch and augmentation draws (kept for side-by-side runs).
+    """
+
+    TWO_LOADER = "two_loader"
+    SINGLE = "single"
 
 
 def _neg_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -105,11 +153,15 @@ class QMixTrainer(SupervisedTrainer):
     ``separation["B"]`` and B on ``separation["A"]``.
 
     ``engine.state.output`` (before MONAI's decollation) holds ``image`` (strong view 1), ``label``, ``pred`` (class
-    probabilities: the A+B mean over the weak views after warm-up, the mean over networks of the strong view-1
-    softmax during warm-up / standard), ``loss`` (mean of the networks' totals) and, per network ``x`` in
-    ``a``/``b``: ``loss_x``, ``correct_x``, ``mis_h_x``, ``mis_l_x`` (unweighted group means), ``con_x``,
-    ``reg_x``, ``n_correct_x``, ``n_mis_h_x``, ``n_mis_l_x``, plus ``omega`` and ``lambda_m`` (warm-up: ``loss_x``,
-    ``ce_x``, ``penalty_x``). Use e.g. ``StatsHandler(output_transform=from_engine(["loss"], first=True))``.
+    probabilities), ``loss`` and, per network ``x`` in ``a``/``b``: ``loss_x``, ``correct_x``, ``mis_h_x``,
+    ``mis_l_x`` (unweighted group means), ``lx_x`` / ``lu_x`` (the normalised labelled / unlabelled terms, so that
+    the SSL term is ``lx_x + λ_m·lu_x``), ``con_x``, ``reg_x``, ``n_correct_x``, ``n_mis_h_x``, ``n_mis_l_x`` (rows
+    per group, views counted), plus ``omega`` and ``lambda_m`` (warm-up: ``loss_x``, ``ce_x``, ``penalty_x``).
+    Two-loader loop: a step holds the keys of the trained network only, ``loss`` is its total, ``image`` /
+    ``label`` / ``pred`` describe the step's labelled batch (its unlabelled batch when it has none) and
+    ``engine.state.batch`` is that batch (at ``GET_BATCH_COMPLETED`` it is the step dict ``{"network", "labelled",
+    "unlabelled", "step", "steps"}``). Single loop: the keys of both networks, ``loss`` is their mean, ``pred`` the
+    A+B mean over the weak views. Use e.g. ``StatsHandler(output_transform=from_engine(["loss"], first=True))``.
 
     Robustness: a group with fewer than ``min_group_size`` samples in a batch has its term skipped (weight 0,
     counted and logged at the end of the epoch); an empty group of a partition is logged when the epoch starts;
@@ -123,7 +175,8 @@ class QMixTrainer(SupervisedTrainer):
     Args:
         device: device of training.
         max_epochs: total number of epochs (warm-up included).
-        train_data_loader: loader over all training samples yielding the views, labels and indices.
+        train_data_loader: loader over all training samples yielding the views, labels and indices. The two-loader
+            loop builds its per-epoch loaders over this loader's dataset (see ``loop``); the single loop iterates it.
         network: network A (a :class:`~monai_qmix.networks.QMixNet` or any module returning logits; the
             contrastive term needs ``forward_all(x, with_projection)``).
         optimizer: optimiser of network A.
@@ -139,15 +192,19 @@ class QMixTrainer(SupervisedTrainer):
         scoring_kwargs: extra arguments of :func:`~monai_qmix.separation.score_samples`.
         separation_handler_kwargs: extra arguments of the handler (e.g. ``output_dir``, ``noise_group``).
         loss_function: the warm-up / standard classification loss (default ``torch.nn.CrossEntropyLoss()``).
-        omega: Ω for Mis-L: a float or an :class:`~monai_qmix.losses.OmegaSchedule` (QMix default 0.3, constant).
+        omega: Ω for Mis-L: an :class:`~monai_qmix.losses.OmegaSchedule` or a float (a constant Ω). Default
+            ``None``: ``OmegaSchedule(0.3, max_epochs, warmup_epochs, "linear")``, the schedule of the bundles
+            (constant 0.3 when ``max_epochs <= warmup_epochs``).
         lambda_c: weight λ_c of the contrastive enhancement loss (0 switches it and the projector off).
         lambda_m: weight λ_m of the Mis-H term (DivideMix's λ_u).
         lambda_m_rampup: epochs of a linear ramp-up of λ_m after warm-up (0 = none, QMix default; DivideMix 16).
-        mis_h_loss: ``"mse"`` (default) or ``"ce"``.
+        mis_h_loss: ``"mse_mean"`` (mean over classes, DivideMix), ``"mse"`` (sum over classes) or ``"ce"``; default
+            ``None``: ``"mse_mean"`` for the two-loader loop, ``"mse"`` for ``loop="single"``.
         group_normalization: denominator of the SSL group terms (see
-            :class:`~monai_qmix.losses.SampleReweighingLoss`): ``"batch"`` (default; every sample weighs
-            ``coef_g / B``, as with DivideMix's fixed-size labelled / unlabelled batches) or ``"group"`` (each group
-            averaged over its own count in the batch). ``"group"`` gives the few samples of a group that is small in
+            :class:`~monai_qmix.losses.SampleReweighingLoss`); default ``None``: ``"loader"`` for the two-loader
+            loop (labelled rows and unlabelled rows each averaged over their own count), ``"batch"`` for
+            ``loop="single"`` (every sample weighs ``coef_g / B``), or ``"group"`` (each group averaged over its
+            own count in the batch). ``"group"`` gives the few samples of a group that is small in
             a batch a weight up to B times larger; when a partition is unbalanced across classes (e.g. after a short
             warm-up the Correct group holds only the classes the network is already sure of) this collapses the
             networks onto those classes within one epoch.
@@ -163,8 +220,14 @@ class QMixTrainer(SupervisedTrainer):
         strong_views: number of strong views in the loss (1 or 2).
         warmup_penalty: weight of DivideMix's negative-entropy penalty during warm-up (0 = off).
         weak_mode: ``"train"`` (default; BN batch statistics, as DivideMix's trained network) or ``"eval"`` for the
-            no-grad weak-view forwards.
+            no-grad weak-view forwards of the trained network (single loop: of both networks). In the two-loader
+            loop the fixed partner is always in ``eval()``.
         min_group_size: a group with fewer samples in a batch skips its term.
+        loop: ``"two_loader"`` (default) or ``"single"``, see :class:`CoTrainingLoop` and the module docstring.
+            Ignored for ``method="standard"``. The two-loader loop needs a ``DataLoader``-like
+            ``train_data_loader`` (``dataset``, ``batch_size``, ``num_workers``, ``collate_fn``, ``pin_memory``,
+            ``drop_last`` are reused, ``drop_last`` only for a group of at least one batch; its sampler and shuffle
+            are not) whose dataset position of every sample equals its ``index``.
         skip_unused_views: compute only the views each epoch uses: at every ``EPOCH_STARTED`` every
             :class:`~monai_qmix.transforms.MultiViewd` of the training loader (found as its dataset's transforms)
             that makes ``strong_keys[0]`` gets :meth:`~monai_qmix.transforms.MultiViewd.set_active_views`: the
@@ -183,11 +246,12 @@ class QMixTrainer(SupervisedTrainer):
         strong_keys: batch keys of the strong views (at least ``strong_views``).
         label_key: batch key of the given labels.
         index_key: batch key of the sample indices.
-        seed: seed of the trainer's MixMatch generator.
+        seed: seed of the trainer's MixMatch generator and of the generator seeding the per-epoch loaders.
         channels_last: use ``torch.channels_last`` memory format for the inputs and networks.
         compile: ``torch.compile`` the networks' forward calls (the modules and state dicts are unchanged).
         compile_kwargs: arguments of ``torch.compile``.
-        epoch_length: iterations per epoch (default ``len(train_data_loader)``).
+        epoch_length: iterations per epoch (default ``len(train_data_loader)``); ``loop="single"`` only (the
+            two-loader loop sets it every epoch).
         non_blocking: non-blocking host-to-device copies.
         postprocessing: MONAI post-processing of the (decollated) output.
         key_train_metric: MONAI key metric on the output.
@@ -226,12 +290,12 @@ class QMixTrainer(SupervisedTrainer):
         scoring_kwargs: Mapping[str, Any] | None = None,
         separation_handler_kwargs: Mapping[str, Any] | None = None,
         loss_function: Callable | None = None,
-        omega: float | OmegaSchedule = 0.3,
+        omega: float | OmegaSchedule | None = None,
         lambda_c: float = 0.0,
         lambda_m: float = 1.0,
         lambda_m_rampup: int = 0,
-        mis_h_loss: str = "mse",
-        group_normalization: str = GroupNormalization.BATCH,
+        mis_h_loss: str | None = None,
+        group_normalization: str | None = None,
         lambda_reg: float = 1.0,
         prior: str | Sequence[float] | None = None,
         sharpen_temperature: float = 0.5,
@@ -243,6 +307,7 @@ class QMixTrainer(SupervisedTrainer):
         warmup_penalty: float = 0.0,
         weak_mode: str = "train",
         min_group_size: int = 1,
+        loop: str = CoTrainingLoop.TWO_LOADER,
         skip_unused_views: bool = False,
         bn_recalibration_loader: Iterable | None = None,
         weak_keys: Sequence[str] = ("image_w1", "image_w2"),
@@ -270,6 +335,17 @@ class QMixTrainer(SupervisedTrainer):
     ) -> None:
         self.method = choose_option(method, TrainingMethod, "method")
         two_nets = self.method != TrainingMethod.STANDARD
+        self.loop = CoTrainingLoop(choose_option(loop, CoTrainingLoop, "loop")) if two_nets else CoTrainingLoop.SINGLE
+        two_loader = self.loop == CoTrainingLoop.TWO_LOADER
+        if two_loader and epoch_length is not None:
+            raise ValueError(
+                f"epoch_length must be None for loop='two_loader' (each epoch has the steps of its two passes), "
+                f"got {epoch_length!r}; pass loop='single' for a fixed epoch_length."
+            )
+        if mis_h_loss is None:
+            mis_h_loss = "mse_mean" if two_loader else "mse"
+        if group_normalization is None:
+            group_normalization = GroupNormalization.LOADER if two_loader else GroupNormalization.BATCH
         if two_nets and (network_b is None or optimizer_b is None):
             raise ValueError(f"network_b and optimizer_b are required for method={self.method!r}, got None.")
         if not two_nets and (network_b is not None or optimizer_b is not None):
@@ -341,6 +417,12 @@ class QMixTrainer(SupervisedTrainer):
         self.lambda_m_rampup = int(lambda_m_rampup)
         self.mixmatch = (self.method == TrainingMethod.DIVIDEMIX) if mixmatch is None else bool(mixmatch)
         self.mixup_alpha = float(mixup_alpha)
+        if omega is None:  # the bundles' schedule: linear decay of Omega(0) = 0.3 after the warm-up
+            omega = (
+                OmegaSchedule(0.3, int(max_epochs), self.warmup_epochs, "linear")
+                if int(max_epochs) > self.warmup_epochs
+                else 0.3
+            )
         self.sample_loss = SampleReweighingLoss(
             lambda_m=lambda_m,
             mis_h_loss=mis_h_loss,
@@ -355,14 +437,21 @@ class QMixTrainer(SupervisedTrainer):
         if isinstance(self.prior, str) and self.prior == "uniform":
             self.prior_loss = PriorRegularizationLoss(None)
         self.mix_generator = torch.Generator().manual_seed(int(seed))
+        self.loader_generator = torch.Generator().manual_seed(int(seed) + 1)  # seeds of the per-epoch loaders
         self.skipped: dict[str, int] = {}
         if channels_last:
             for net in self.networks:
                 net.to(memory_format=torch.channels_last)
         self._forwards = {k: self._compiled(n, compile, compile_kwargs) for k, n in zip(_NETS, self.networks)}
-        self.rng_state = RNGState(train_data_loader, generators={"mixup": self.mix_generator})
+        self.rng_state = RNGState(
+            train_data_loader, generators={"mixup": self.mix_generator, "loaders": self.loader_generator}
+        )
 
         # the trainer's own handlers come first: schedulers step before a CheckpointSaver saves the epoch
+        self._epoch_start_iteration = 0
+        self._epoch_loader_seed_state = self.loader_generator.get_state()
+        self._resume: tuple[int, torch.Tensor] | None = None  # (steps into the epoch, loader seeds at its start)
+        self.add_event_handler(Events.EPOCH_STARTED, self._mark_epoch_start)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._step_schedulers)
         self.add_event_handler(Events.EPOCH_COMPLETED, self._log_skipped)
         self.bn_recalibration: BatchNormRecalibrationHandler | None = None
@@ -376,6 +465,13 @@ class QMixTrainer(SupervisedTrainer):
             )
             self.separation_handler.attach(self)
             self.add_event_handler(Events.EPOCH_STARTED, self._check_partitions)
+        self.train_data_loader = train_data_loader
+        self.epoch_loaders: dict[str, dict[str, Any]] = {}
+        if two_loader:
+            self._check_two_loader_source(train_data_loader)
+            self.co_training_steps = CoTrainingSteps()
+            self.data_loader = self.co_training_steps  # what Ignite iterates: one step of one network at a time
+            self.add_event_handler(Events.EPOCH_STARTED, self._plan_epoch)
         self.multiview_transforms = self._find_multiviews(train_data_loader) if skip_unused_views else []
         if skip_unused_views:
             self.add_event_handler(Events.EPOCH_STARTED, self._select_views)
@@ -480,6 +576,10 @@ class QMixTrainer(SupervisedTrainer):
         return d
 
     # ------------------------------------------------------------------ epoch-level handlers
+    def _mark_epoch_start(self, engine: QMixTrainer) -> None:
+        into = self._resume[0] if self._resume is not None else 0  # resuming within this epoch
+        self._epoch_start_iteration = int(engine.state.iteration) - into
+
     def _step_schedulers(self, engine: QMixTrainer) -> None:
         for s in (self.lr_scheduler, self.lr_scheduler_b):
             if s is not None:
@@ -495,6 +595,10 @@ class QMixTrainer(SupervisedTrainer):
 
     def partitions(self, engine: QMixTrainer | None = None) -> dict[str, SeparationResult]:
         """The partition each network is trained on: ``{"A": separation["B"], "B": separation["A"]}`` (co-divide).
+
+        The two-loader loop reads it once per epoch, at ``EPOCH_STARTED`` after the separation handler (to train on
+        another partition, publish it from the separation handler, e.g. a
+        :class:`~monai_qmix.handlers.FixedPartitionHandler`, or at ``SeparationEvents.SEPARATION_COMPLETED``).
 
         Raises:
             RuntimeError: when no separation result for both networks is on ``engine.state``.
@@ -564,14 +668,16 @@ class QMixTrainer(SupervisedTrainer):
                     f"term {name!r} of network {net} is {value.detach().float().cpu().tolist()}."
                 )
 
-    def _backward_and_step(self, engine: QMixTrainer, losses: Sequence[torch.Tensor]) -> None:
+    def _backward_and_step(
+        self, engine: QMixTrainer, losses: Sequence[torch.Tensor], optimizers: Sequence[Optimizer] | None = None
+    ) -> None:
         for loss in losses:
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:
                 loss.backward()
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        for opt in self.optimizers:
+        for opt in self.optimizers if optimizers is None else optimizers:
             if self.scaler is not None:
                 self.scaler.step(opt)
             else:
@@ -580,26 +686,36 @@ class QMixTrainer(SupervisedTrainer):
             self.scaler.update()
 
     def _iteration(self, engine: QMixTrainer, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
-        """One iteration: CE on both networks during warm-up / standard, the co-divided SSL step afterwards."""
+        """One iteration: a step of one network (``loop="two_loader"``) or of both (``loop="single"``)."""
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
-        if engine.state.epoch <= self.warmup_epochs or self.method == TrainingMethod.STANDARD:
+        warm = engine.state.epoch <= self.warmup_epochs or self.method == TrainingMethod.STANDARD
+        if self.loop == CoTrainingLoop.TWO_LOADER:
+            k = batchdata["network"]
+            primary = batchdata["labelled"] if batchdata["labelled"] is not None else batchdata["unlabelled"]
+            engine.state.batch = primary  # MONAI decollates state.batch; it holds the step's main batch
+            if warm:
+                return self._ce_iteration(engine, primary, nets=(k,))
+            return self._two_loader_step(engine, batchdata)
+        if warm:
             return self._ce_iteration(engine, batchdata)
         return self._ssl_iteration(engine, batchdata)
 
-    def _ce_iteration(self, engine: QMixTrainer, batchdata: Mapping) -> dict:
+    def _ce_iteration(self, engine: QMixTrainer, batchdata: Mapping, nets: Sequence[str] | None = None) -> dict:
+        keys = tuple(_NETS[: len(self.networks)] if nets is None else nets)
+        pairs = [(self.networks[_NETS.index(k)], self.optimizers[_NETS.index(k)]) for k in keys]
         x = self._to_device(engine, self._batch_key(batchdata, self.strong_keys[0]))
         y = self._to_device(engine, self._batch_key(batchdata, self.label_key)).long().reshape(-1)
         engine.state.output = {Keys.IMAGE: x, Keys.LABEL: y}
-        for net, opt in zip(self.networks, self.optimizers):
+        for net, opt in pairs:
             net.train()
             opt.zero_grad(set_to_none=engine.optim_set_to_none)
         with self._autocast():
-            logits = [self._forwards[k]["logits"](x) for k in _NETS[: len(self.networks)]]
+            logits = [self._forwards[k]["logits"](x) for k in keys]
         engine.state.output[Keys.PRED] = torch.stack([torch.softmax(lg.detach().float(), 1) for lg in logits]).mean(0)
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         totals = []
-        for k, lg in zip(_NETS, logits):
+        for k, lg in zip(keys, logits):
             ce = self.loss_function(lg.float(), y).mean()
             terms = {"ce": ce}
             total = ce
@@ -613,7 +729,7 @@ class QMixTrainer(SupervisedTrainer):
             engine.state.output[f"loss_{k.lower()}"] = total.detach()
         engine.state.output[Keys.LOSS] = torch.stack([t.detach() for t in totals]).mean()
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        self._backward_and_step(engine, totals)
+        self._backward_and_step(engine, totals, [opt for _, opt in pairs])
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
 
@@ -727,3 +843,290 @@ class QMixTrainer(SupervisedTrainer):
         self._backward_and_step(engine, totals)
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return engine.state.output
+
+    # ------------------------------------------------------------------ two-loader loop: epochs and loaders
+    @staticmethod
+    def _is_done(state: Any) -> bool:
+        # epochs of the two-loader loop differ in length, so Ignite's ``iteration >= epoch_length * max_epochs``
+        # test would end a run early; the run ends on max_iters or max_epochs only (identical for a fixed length)
+        done_iters = state.max_iters is not None and state.iteration >= state.max_iters
+        return done_iters or (state.max_epochs is not None and state.epoch >= state.max_epochs)
+
+    def state_dict(self) -> Any:
+        """Ignite's engine state plus ``epochs_completed`` and ``iterations_into_epoch``.
+
+        Ignite derives the epoch of a checkpoint as ``iteration // epoch_length``, which needs a fixed epoch
+        length; epochs differ in length in the two-loader loop, so :meth:`load_state_dict` restores the epoch from
+        ``epochs_completed``. Within an epoch of the two-loader loop ``epoch_loader_seed_state`` (the state of the
+        generator seeding the epoch's loaders at its start) is added, to rebuild the same loaders on resume.
+        """
+        sd = super().state_dict()
+        within = int(self.state.iteration) - int(self._epoch_start_iteration)
+        length = self.state.epoch_length or 0
+        complete = within == length or within == 0 and self.state.epoch == 0
+        sd["epochs_completed"] = int(self.state.epoch) if complete else int(self.state.epoch) - 1
+        sd["iterations_into_epoch"] = 0 if complete else within
+        if self.loop == CoTrainingLoop.TWO_LOADER and not complete:
+            sd["epoch_loader_seed_state"] = self._epoch_loader_seed_state.clone()
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore the engine state (see :meth:`state_dict`).
+
+        Raises:
+            ValueError: for a state written within an epoch of the two-loader loop without
+                ``epoch_loader_seed_state``.
+        """
+        super().load_state_dict(state_dict)
+        if "epochs_completed" not in state_dict:
+            return
+        into = int(state_dict.get("iterations_into_epoch", 0))
+        if self.loop == CoTrainingLoop.TWO_LOADER and into != 0 and "epoch_loader_seed_state" not in state_dict:
+            raise ValueError(
+                f"state_dict: written {into} iterations into epoch {int(state_dict['epochs_completed']) + 1} "
+                "without 'epoch_loader_seed_state'; loop='two_loader' resumes within an epoch only from its own "
+                "state_dict()."
+            )
+        self.state.epoch = int(state_dict["epochs_completed"])
+        self.state.iteration = int(state_dict["iteration"])
+        if self.loop == CoTrainingLoop.TWO_LOADER:
+            # Ignite would start the next epoch at step iteration % epoch_length; epochs differ in length here
+            self._init_iter = into
+            seeds = state_dict.get("epoch_loader_seed_state")
+            self._resume = None if into == 0 else (into, torch.as_tensor(seeds, dtype=torch.uint8).cpu())
+
+    def _check_two_loader_source(self, loader: Any) -> None:
+        dataset, batch = getattr(loader, "dataset", None), getattr(loader, "batch_size", None)
+        if dataset is None or not isinstance(batch, int) or batch < 1:
+            raise ValueError(
+                "train_data_loader must be a DataLoader with a dataset and an integer batch_size for "
+                f"loop='two_loader' (the per-epoch loaders are built over its dataset), got {type(loader).__name__} "
+                f"with batch_size={batch!r}; pass loop='single' to iterate it as is."
+            )
+
+    def _make_loader(self, positions: np.ndarray, batch_size: int) -> Any:
+        """A loader like ``train_data_loader`` over the dataset positions ``positions`` (seeded, shuffled)."""
+        from monai.data import DataLoader
+
+        src = self.train_data_loader
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.loader_generator))
+        sampler = GroupSampler(positions, seed=seed)
+        return DataLoader(
+            src.dataset,
+            batch_size=int(batch_size),
+            sampler=sampler,
+            num_workers=src.num_workers,
+            collate_fn=src.collate_fn,
+            pin_memory=src.pin_memory,
+            drop_last=bool(src.drop_last) and len(sampler) >= batch_size,  # a group smaller than a batch is kept
+            generator=torch.Generator().manual_seed(seed + 1),  # worker seeds of this loader
+        )
+
+    def _plan_epoch(self, engine: QMixTrainer) -> None:
+        """``EPOCH_STARTED``: build this epoch's loaders from the partitions and set ``state.epoch_length``.
+
+        Warm-up: one pass per network over all samples, each with its own shuffle, batch 2B. Afterwards: per
+        network the labelled loader (QMix: Correct ∪ Mis-L, DivideMix: Correct) and the unlabelled loader (Mis-H)
+        of the partner's partition, batch B each; the pass is one pass over the labelled loader (over the
+        unlabelled one when the labelled group is empty).
+        """
+        epoch = int(engine.state.epoch)
+        b = int(self.train_data_loader.batch_size)
+        passes = []
+        self.epoch_loaders = {}
+        resume, self._resume = self._resume, None
+        restored: list = []
+        if resume is not None:  # within-epoch resume: the loaders' seeds as drawn at the start of this epoch
+            self.loader_generator.set_state(resume[1])
+            restored = [(t, t.R.get_state()) for t in find_randomizables(self.train_data_loader)]
+        self._epoch_loader_seed_state = self.loader_generator.get_state()
+        if epoch <= self.warmup_epochs:
+            every = np.arange(len(self.train_data_loader.dataset), dtype=np.int64)
+            for k in _NETS:
+                self.epoch_loaders[k] = {"labelled": self._make_loader(every, 2 * b), "unlabelled": None}
+        else:
+            labelled = (CORRECT, MIS_L) if self.method == TrainingMethod.QMIX else (CORRECT,)
+            for k, part in self.partitions(engine).items():
+                lab = part.indices[np.isin(part.groups, labelled)]
+                unl = part.indices[part.groups == MIS_H]
+                self.epoch_loaders[k] = {
+                    "labelled": self._make_loader(lab, b) if lab.size else None,
+                    "unlabelled": self._make_loader(unl, b) if unl.size else None,
+                }
+        for k in _NETS:
+            loaders = self.epoch_loaders[k]
+            lab = loaders["labelled"]
+            primary = "labelled" if lab is not None and len(lab) > 0 else "unlabelled"
+            if loaders[primary] is None or len(loaders[primary]) == 0:
+                engine.logger.warning(f"Epoch {epoch}: network {k} has no training step this epoch (empty loaders).")
+                continue
+            passes.append(CoTrainingPass(k, loaders, primary))
+        for t, state in restored:  # MONAI's DataLoader re-seeds the dataset's transforms when it is built
+            t.R.set_state(state)
+        skip = 0 if resume is None else resume[0]
+        for p in passes:  # a resumed epoch starts at its step `skip` (Ignite counts from state_dict's position)
+            p.start = min(skip, len(p))
+            skip -= p.start
+        steps = self.co_training_steps.set_plan(passes)
+        if steps == 0:
+            raise RuntimeError(
+                f"epoch {epoch}: no training step for either network (dataset size "
+                f"{len(self.train_data_loader.dataset)}, batch_size={b}, drop_last={self.train_data_loader.drop_last})."
+            )
+        engine.state.epoch_length = steps
+
+    # ------------------------------------------------------------------ two-loader loop: one step of one network
+    def _inputs(self, engine: QMixTrainer, batch: Mapping | None) -> dict[str, Any] | None:
+        if batch is None:
+            return None
+
+        def plain(key: str) -> torch.Tensor:  # rows of two batches are concatenated: drop MetaTensor metadata
+            x = self._to_device(engine, self._batch_key(batch, key))
+            return x.as_tensor() if isinstance(x, MetaTensor) else x
+
+        y = plain(self.label_key).long().reshape(-1)
+        return {
+            "index": torch.as_tensor(plain(self.index_key)).reshape(-1).cpu(),
+            "y": y,
+            "weak": torch.cat([plain(k) for k in self.weak_keys]),
+            "strong": torch.cat([plain(k) for k in self.strong_keys[: self.strong_views]]),
+            "b": int(y.shape[0]),
+        }
+
+    def _separate_rows(self, engine: QMixTrainer, k: str, rows: dict[str, Any], role: str) -> torch.Tensor:
+        """Groups of a loader's rows from the partition network ``k`` trains on, checked against the loader role."""
+        part = self.partitions(engine)[k]
+        groups = torch.as_tensor(part.groups_for(rows["index"]), dtype=torch.long).to(rows["y"].device)
+        rows["post"] = torch.as_tensor(part.probs_for(rows["index"]), dtype=torch.float32).to(rows["y"].device)
+        bad = (groups == MIS_H) if role == "labelled" else (groups != MIS_H)
+        if bool(bad.any()):
+            raise RuntimeError(
+                f"epoch {engine.state.epoch}: the {role} loader of network {k} yielded sample indices "
+                f"{rows['index'][bad.cpu()][:10].tolist()} of the wrong group; the dataset position of every sample "
+                f"must equal its {self.index_key!r} value."
+            )
+        return groups
+
+    def _targets(
+        self, engine: QMixTrainer, k: str, lab: dict | None, unl: dict | None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """Targets (no grad): co-refinement / pseudo-labels on the labelled rows with the trained network, the
+        co-guess on the unlabelled rows with both networks; the partner is in ``eval()`` (fixed BN statistics)."""
+        i = _NETS.index(k)
+        partner = _NETS[1 - i]
+        m = len(self.weak_keys)
+        pred, targets = None, []
+        with torch.no_grad(), self._autocast():
+            self.networks[i].train(self.weak_mode == "train")
+            self.networks[1 - i].eval()
+            if lab is not None:
+                p = torch.softmax(self._forwards[k]["logits"](lab["weak"]).float(), 1).reshape(m, lab["b"], -1)
+                refined = co_refine(lab["y"], lab["post"][:, CORRECT], p, self.sharpen_temperature)
+                if self.method == TrainingMethod.QMIX:
+                    pseudo = pseudo_label(lab["y"], p, lab["post"], self.mis_l_target, self.sharpen_temperature)
+                else:
+                    pseudo = refined
+                targets.append(torch.where((lab["groups"] == CORRECT)[:, None], refined, pseudo))
+                pred = p.mean(0)
+            if unl is not None:
+                pk = torch.softmax(self._forwards[k]["logits"](unl["weak"]).float(), 1).reshape(m, unl["b"], -1)
+                pp = torch.softmax(self._forwards[partner]["logits"](unl["weak"]).float(), 1).reshape(m, unl["b"], -1)
+                targets.append(co_guess(pk, pp, self.sharpen_temperature))
+                pred = pk.mean(0) if pred is None else pred
+        return pred, targets
+
+    def _row_weights(self, k: str, groups: torch.Tensor) -> torch.Tensor:
+        weight = torch.ones(groups.shape[0], device=groups.device)
+        for g in range(3):
+            n_g = int((groups == g).sum())
+            if 0 < n_g < self.min_group_size:
+                weight[groups == g] = 0.0
+                name = f"{GROUP_NAMES[g]}_{k.lower()}"
+                self.skipped[name] = self.skipped.get(name, 0) + 1
+        return weight
+
+    def _two_loader_step(self, engine: QMixTrainer, step: Mapping[str, Any]) -> dict:
+        """One optimiser step of network ``step["network"]`` on B labelled + B unlabelled samples.
+
+        Phases: separate (the rows' groups from the partner's partition) → targets (no grad, partner fixed) →
+        forward of the strong views with gradient (optional MixMatch over all rows) → losses (``L_x`` mean over
+        the labelled rows, ``λ_m·L_u`` mean over the unlabelled rows and classes, + λ_c·contrastive on the
+        labelled rows' projections + λ_reg·prior over all rows) → backward and step of this network only.
+        """
+        epoch = int(engine.state.epoch)
+        k = step["network"]
+        i, s = _NETS.index(k), k.lower()
+        net, opt = self.networks[i], self.optimizers[i]
+        v = self.strong_views
+        lab, unl = self._inputs(engine, step["labelled"]), self._inputs(engine, step["unlabelled"])
+        # 1. separate: groups of the rows
+        for rows, role in ((lab, "labelled"), (unl, "unlabelled")):
+            if rows is not None:
+                rows["groups"] = self._separate_rows(engine, k, rows, role)
+        present = [r for r in (lab, unl) if r is not None]
+        main = present[0]
+        engine.state.output = {Keys.IMAGE: main["strong"][: main["b"]], Keys.LABEL: main["y"]}
+        # 2. targets
+        pred, targets = self._targets(engine, k, lab, unl)
+        engine.state.output[Keys.PRED] = pred
+        groups = torch.cat([r["groups"] for r in present])
+        weight = self._row_weights(k, groups)
+        # 3. forward with gradient (rows: labelled views, then unlabelled views)
+        net.train()
+        opt.zero_grad(set_to_none=engine.optim_set_to_none)
+        x = torch.cat([r["strong"] for r in present])
+        t = torch.cat([tg.repeat(v, 1) for tg in targets])
+        sizes = [r["b"] for r in present]
+        gg = torch.cat([g.repeat(v) for g in torch.split(groups, sizes)])
+        ww = torch.cat([w.repeat(v) for w in torch.split(weight, sizes)])
+        if self.mixmatch:
+            x, t, _, _ = mixup(x, t, alpha=self.mixup_alpha, generator=self.mix_generator)
+        with_proj = self.lambda_c > 0
+        with self._autocast():
+            out = (
+                self._forwards[k]["all"](x, with_projection=True)
+                if with_proj
+                else {"logits": self._forwards[k]["logits"](x)}
+            )
+        engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+        # 4. losses
+        logits = out["logits"].float()
+        self.sample_loss.lambda_m = self._lambda_m_at(epoch, step)
+        ssl = self.sample_loss(logits, t, gg, epoch=epoch, weight=ww)
+        terms_log = dict(self.sample_loss.last_terms)
+        terms = {"ssl": ssl}
+        total = ssl
+        if with_proj:
+            terms["con"] = logits.new_zeros(())
+            sel = (weight[: lab["b"]] > 0) if lab is not None else None
+            if sel is not None and int(sel.sum()) >= 2:
+                proj = out["projection"].float()[: v * lab["b"]].reshape(v, lab["b"], -1).transpose(0, 1)
+                terms["con"] = self.contrastive_loss(proj[sel], lab["y"][sel], lab["groups"][sel] == MIS_L)
+                total = total + self.lambda_c * terms["con"]
+            else:
+                self.skipped[f"con_{s}"] = self.skipped.get(f"con_{s}", 0) + 1
+        if self.prior_loss is not None and self.lambda_reg > 0:
+            terms["reg"] = self.prior_loss(logits)
+            total = total + self.lambda_reg * terms["reg"]
+        terms["total"] = total
+        self._check_finite(engine, terms, k)
+        o = engine.state.output
+        o[Keys.LOSS] = o[f"loss_{s}"] = total.detach()
+        for name in ("correct", "mis_h", "mis_l", "n_correct", "n_mis_h", "n_mis_l", "lx", "lu"):
+            o[f"{name}_{s}"] = terms_log[name]
+        o[f"con_{s}"] = terms.get("con", logits.new_zeros(())).detach()
+        o[f"reg_{s}"] = terms.get("reg", logits.new_zeros(())).detach()
+        o["omega"] = terms_log["omega"]
+        o["lambda_m"] = torch.tensor(self.sample_loss.lambda_m)
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        # 5. backward + this network's optimiser step
+        self._backward_and_step(engine, [total], [opt])
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+    def _lambda_m_at(self, epoch: int, step: Mapping[str, Any]) -> float:
+        """λ_m at a step: DivideMix's ramp ``clip((e + i/n − T_w)/ramp)`` on the fractional 0-based epoch."""
+        if self.lambda_m_rampup <= 0:
+            return self.lambda_m
+        current = (epoch - 1) + int(step["step"]) / max(int(step["steps"]), 1)
+        return linear_rampup(current, self.lambda_m_rampup, start=self.warmup_epochs, max_value=self.lambda_m)

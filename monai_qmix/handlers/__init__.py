@@ -18,10 +18,12 @@ from .grading_metrics import (
     grading_report,
     quadratic_weighted_kappa,
 )
-from .separation import SampleSeparationHandler, SeparationEvents
+from .separation import FixedPartitionHandler, SampleSeparationHandler, SeparationEvents, ground_truth_partition
 from .separation_loss import SeparationLossHandler
 
 __all__ = [
+    "FixedPartitionHandler",
+    "ground_truth_partition",
     "BatchNormRecalibrationHandler",
     "GradingAccuracy",
     "MacroF1",

@@ -22,24 +22,28 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from ignite.engine import EventEnum, Events
 
 from monai_qmix.separation import (
+    CORRECT,
+    MIS_H,
     SeparationResult,
     score_samples,
     separate,
     separation_metrics,
 )
 from monai_qmix.separation.report import plot_separation, write_separation_csv
+from monai_qmix.separation.result import group_codes
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["SampleSeparationHandler", "SeparationEvents"]
+__all__ = ["SampleSeparationHandler", "SeparationEvents", "FixedPartitionHandler", "ground_truth_partition"]
 
 _SCORING_KEYS = {"uncertainty", "mc_samples", "amp", "image_key", "label_key", "index_key", "reuse_features", "seed"}
 _SEPARATE_KEYS = {
@@ -198,9 +202,14 @@ class SampleSeparationHandler:
         return epoch > self.warmup_epochs and (epoch - self.warmup_epochs - 1) % self.interval == 0
 
     def __call__(self, engine: Engine) -> None:
-        """Separate with every network (when due at this epoch), publish on ``engine.state`` and fire the event."""
+        """Separate with every network (when due at this epoch), publish on ``engine.state`` and fire the event.
+
+        Results already computed at this epoch (restored from a checkpoint written within the epoch) are published
+        as they are, without separating again or firing the event.
+        """
         epoch = int(engine.state.epoch)
-        if not self.should_run(epoch):
+        restored = bool(self.results) and all(self.epochs.get(k) == epoch for k in self.networks)
+        if not self.should_run(epoch) or restored:  # restored: computed at this epoch (a within-epoch checkpoint)
             self.publish(engine)  # results restored from a checkpoint stay visible whatever the handler order
             return
         for k, net in self.networks.items():
@@ -305,3 +314,107 @@ class SampleSeparationHandler:
         self.results = {str(k): SeparationResult.from_state_dict(v) for k, v in state_dict["results"].items()}
         self.epochs = {str(k): int(v) for k, v in state_dict.get("epochs", {}).items()}
         self.metrics = dict.fromkeys(self.results)
+
+
+def ground_truth_partition(
+    noise_group: Any, labels: Any = None, mode: str = "qmix", indices: Any = None
+) -> SeparationResult:
+    """A :class:`~monai_qmix.separation.SeparationResult` holding the true groups (an oracle partition).
+
+    Args:
+        noise_group: the true group of every sample (names ``correct`` / ``mis_h`` / ``mis_l`` or codes 0 / 1 / 2),
+            ordered like ``indices``.
+        labels: the given labels (used e.g. by the trainer's ``prior="class_prior"``), ordered like ``indices``.
+        mode: ``"qmix"`` (3 groups) or ``"dividemix"`` (2 groups: Correct against the mislabelled Mis-H ∪ Mis-L,
+            published as group 1, DivideMix's unlabelled set).
+        indices: sample indices (default ``0..N-1``).
+
+    Returns:
+        A result with one-hot posteriors, zero scores and ``fallback="ground truth"``.
+
+    Raises:
+        ValueError: for an unknown ``mode`` or lengths that do not match.
+    """
+    codes = np.asarray(group_codes(noise_group), dtype=np.int64)
+    if mode not in ("qmix", "dividemix"):
+        raise ValueError(f"mode must be 'qmix' or 'dividemix', got {mode!r}.")
+    if mode == "dividemix":
+        codes = np.where(codes == CORRECT, CORRECT, MIS_H)
+    n = codes.shape[0]
+    idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    lab = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
+    if idx.shape[0] != n or (lab is not None and lab.shape[0] != n):
+        raise ValueError(
+            f"noise_group has {n} entries but indices has {idx.shape[0]}"
+            + ("" if lab is None else f" and labels {lab.shape[0]}")
+            + "; expected one entry per sample."
+        )
+    order = np.argsort(idx, kind="stable")
+    idx, codes = idx[order], codes[order]
+    lab = None if lab is None else lab[order]
+    z = np.zeros(n, dtype=np.float32)
+    probs = np.eye(3, dtype=np.float32)[codes]
+    return SeparationResult(idx, probs, codes, z, z, z, z, mode=mode, labels=lab, fallback="ground truth")
+
+
+class FixedPartitionHandler(SampleSeparationHandler):
+    """A separation handler that publishes a given partition instead of separating (e.g. an oracle partition).
+
+    Same events, state attributes, logging, checkpointing and metrics as :class:`SampleSeparationHandler`, so it
+    can be passed as ``QMixTrainer(separation_handler=...)``; no network is scored. Use
+    :func:`ground_truth_partition` for the true groups (the oracle-partition experiment of
+    ``benchmarks/robustness.py --oracle_partition``).
+
+    Args:
+        partition: the result published for every key, or a callable ``(key, epoch) -> SeparationResult``.
+        keys: the network keys to publish (``("A", "B")`` for the co-divide trainer: both networks then train on
+            the same partition).
+        warmup_epochs: epochs without a partition (as :class:`SampleSeparationHandler`).
+        interval: publish every ``interval`` epochs after warm-up.
+        noise_group: true groups for the logged metrics (default: none).
+        kwargs: further arguments of :class:`SampleSeparationHandler` (``output_dir``, ``summary_writer``,
+            ``state_attr``, ``name``, ...).
+
+    Raises:
+        TypeError: when ``partition`` is neither a ``SeparationResult`` nor callable.
+    """
+
+    def __init__(
+        self,
+        partition: SeparationResult | Callable[[str, int], SeparationResult],
+        keys: Sequence[str] = ("A", "B"),
+        warmup_epochs: int = 0,
+        interval: int = 1,
+        noise_group: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if not (isinstance(partition, SeparationResult) or callable(partition)):
+            raise TypeError(
+                f"partition: expected a SeparationResult or a callable (key, epoch) -> SeparationResult, "
+                f"got {type(partition).__name__}."
+            )
+        kwargs.setdefault("progress", False)
+        kwargs.setdefault("noise_group_key", None)
+        super().__init__(
+            (),
+            {str(k): torch.nn.Identity() for k in keys},  # placeholders: nothing is scored
+            warmup_epochs=warmup_epochs,
+            interval=interval,
+            noise_group=noise_group,
+            **kwargs,
+        )
+        self.partition = partition
+
+    def run_separation(
+        self, network: torch.nn.Module, key: str, epoch: int
+    ) -> tuple[SeparationResult, dict[str, Any] | None]:
+        """The fixed partition for ``key`` at ``epoch`` (and its metrics against ``noise_group`` when given)."""
+        result = self.partition(key, epoch) if callable(self.partition) else self.partition
+        if not isinstance(result, SeparationResult):
+            raise TypeError(
+                f"partition({key!r}, {epoch}) returned {type(result).__name__}; expected a SeparationResult."
+            )
+        metrics = separation_metrics(result, self.noise_group) if self.noise_group is not None else None
+        if self._is_main():
+            self._report(result, metrics, key, epoch, None, self.noise_group)
+        return result, metrics

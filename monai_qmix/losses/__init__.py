@@ -17,7 +17,17 @@ from .sample_reweighing import (
     MisHLossType,
     SampleReweighingLoss,
 )
-from .schedules import QMIX_PRESETS, OmegaSchedule, OmegaScheduleType, QMixPreset, get_qmix_preset, omega_schedule
+from .schedules import (
+    DIVIDEMIX_PRESETS,
+    QMIX_PRESETS,
+    DivideMixPreset,
+    OmegaSchedule,
+    OmegaScheduleType,
+    QMixPreset,
+    get_dividemix_preset,
+    get_qmix_preset,
+    omega_schedule,
+)
 from .separation_weighted import SeparationWeightedLoss
 from .ssl import (
     MisLTargetRule,
@@ -31,6 +41,9 @@ from .ssl import (
 )
 
 __all__ = [
+    "DIVIDEMIX_PRESETS",
+    "DivideMixPreset",
+    "get_dividemix_preset",
     "SampleReweighingLoss",
     "SeparationWeightedLoss",
     "MisHLossType",

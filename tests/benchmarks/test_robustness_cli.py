@@ -145,6 +145,44 @@ class TestTinyRun(_RestoresTrackMeta):
             self.assertTrue(all(it["quality"] == 0 for it in mis_l))
             self.assertTrue(any(it["label"] != it["true_label"] for it in mis_l))  # redrawn, not kept
 
+    def test_oracle_partition_presets_and_omega_schedule(self):
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+            argv = ["--num", "40", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
+                    "--warmup_epochs", "1", "--methods", "dividemix,qmix", "--threads", "1", "--bootstrap", "0",
+                    "--out", tmp, "--cache_dir", os.path.join(tmp, "c"), "--tag", "o", "--oracle_partition",
+                    "--omega_schedule", "constant"]  # fmt: skip
+            self.assertEqual(rb.main(argv), 0)
+            with open(os.path.join(tmp, "o.json")) as f:
+                res = json.load(f)
+            methods = res["presets"]["ddr_sym_L15_H50"]["methods"]
+            hp_q, hp_d = methods["qmix"][0]["hyper_parameters"], methods["dividemix"][0]["hyper_parameters"]
+            self.assertEqual(
+                (hp_q["omega_schedule"], hp_q["loop"], hp_q["oracle_partition"]), ("constant", "two_loader", True)
+            )
+            self.assertEqual(
+                (hp_d["dividemix_preset"], hp_d["lambda_u"], hp_d["mixup_alpha"]), ("dividemix_realworld", 0.0, 0.5)
+            )
+            for m in ("qmix", "dividemix"):  # the oracle partition is the truth: a perfect clean / noisy ranking
+                self.assertEqual(methods[m][0]["epochs"][1]["separation"]["A"]["auc_clean"], 1.0)
+        plain = rb.parse_args([])
+        self.assertEqual(
+            (plain.omega_schedule, plain.dividemix_preset, plain.loop), ("linear", "dividemix_realworld", "two_loader")
+        )
+        self.assertFalse(plain.oracle_partition)
+
+    def test_former_setting_on_request(self):
+        """``--loop single --omega_schedule constant --dividemix_preset none``: the setting of the stored results."""
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+            argv = ["--num", "40", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
+                    "--warmup_epochs", "1", "--methods", "dividemix", "--threads", "1", "--bootstrap", "0",
+                    "--out", tmp, "--cache_dir", os.path.join(tmp, "c"), "--tag", "f", "--loop", "single",
+                    "--dividemix_preset", "none"]  # fmt: skip
+            self.assertEqual(rb.main(argv), 0)
+            with open(os.path.join(tmp, "f.json")) as f:
+                rec = json.load(f)["presets"]["ddr_sym_L15_H50"]["methods"]["dividemix"][0]
+        self.assertEqual(rec["hyper_parameters"], {"dividemix_preset": "none", "loop": "single"})
+        self.assertEqual(len(rec["epochs"]), 2)
+
 
 class TestMerge(_RestoresTrackMeta):
     def test_merge_two_seeds(self):

@@ -25,7 +25,8 @@ from parameterized import parameterized
 from torch import nn
 
 from monai_qmix.engines.trainer import QMixTrainer
-from monai_qmix.handlers import SeparationEvents
+from monai_qmix.handlers import FixedPartitionHandler, SeparationEvents, ground_truth_partition
+from monai_qmix.losses import OmegaSchedule
 from monai_qmix.networks import QMixNet
 from monai_qmix.separation import SeparationResult
 from monai_qmix.transforms.augment import MultiViewd, RandGrayscale
@@ -57,20 +58,23 @@ def views() -> MultiViewd:
     return MultiViewd("image", {"image_w1": weak, "image_w2": weak, "image_s1": strong, "image_s2": strong})
 
 
-def tiny_net() -> QMixNet:
-    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+def tiny_net(bn: bool = False) -> QMixNet:
+    norm = [nn.BatchNorm2d(8)] if bn else []
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), *norm, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return QMixNet(num_classes=CLASSES, backbone=backbone, feature_dim=8, projector_dim=8, projector_hidden=8)
 
 
-def build(method: str = "qmix", max_epochs: int = 3, seed: int = 0, handlers=None, **kwargs) -> QMixTrainer:
+def build(
+    method: str = "qmix", max_epochs: int = 3, seed: int = 0, handlers=None, bn: bool = False, **kwargs
+) -> QMixTrainer:
     set_determinism(seed)
     items = make_items()
     loader = DataLoader(Dataset(items, transform=views()), batch_size=BATCH, shuffle=True, num_workers=0)
     sep_loader = DataLoader(Dataset(items), batch_size=16, shuffle=False, num_workers=0)
-    net_a = tiny_net()
+    net_a = tiny_net(bn)
     opt_a = torch.optim.Adam(net_a.parameters(), lr=1e-2)
     two = method != "standard"
-    net_b = tiny_net() if two else None
+    net_b = tiny_net(bn) if two else None
     opt_b = torch.optim.Adam(net_b.parameters(), lr=1e-2) if two else None
     kwargs.setdefault("lambda_c", 0.05 if method == "qmix" else 0.0)
     return QMixTrainer(
@@ -115,7 +119,7 @@ class Recorder:
         self.rows.append((engine.state.epoch, {k: float(out[0][k]) for k in self.keys if k in out[0]}))
 
     def epoch_mean(self, key: str, epoch: int) -> float:
-        return float(np.mean([r[key] for e, r in self.rows if e == epoch]))
+        return float(np.mean([r[key] for e, r in self.rows if e == epoch and key in r]))  # two_loader: A or B rows
 
 
 def weights(trainer: QMixTrainer) -> list[torch.Tensor]:
@@ -143,22 +147,30 @@ class TestQMixTrainer(unittest.TestCase):
         set_track_meta(True)
         set_determinism(None)
 
-    def test_qmix_twin_and_resume(self) -> None:
+    @parameterized.expand([["two_loader"], ["single"]])
+    def test_qmix_twin_and_resume(self, loop: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             runs = []
             for run in range(2):  # twin seeded runs, the first one writes a checkpoint per epoch
                 handlers = []
-                trainer = build("qmix")
+                trainer = build("qmix", loop=loop)
                 if run == 0:
                     handlers.append(CheckpointSaver(tmp, trainer.checkpoint_dict(), save_interval=1, n_saved=None))
                     handlers[0].attach(trainer)
                 rec = Recorder(trainer, SSL_KEYS)
+                lengths: list[int] = []
+                trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e, n=lengths: n.append(e.state.epoch_length))
                 trainer.run()
                 runs.append((rec, weights(trainer), trainer))
             rec, final, trainer = runs[0]
             # end to end: finite losses, separation at epochs 2 and 3 (warm-up 1), events fired
             self.assertEqual(rec.sep_epochs, [2, 3])
-            self.assertEqual(rec.model_completed, 3 * (N // BATCH))
+            if loop == "single":
+                self.assertEqual(rec.model_completed, 3 * (N // BATCH))
+            else:  # one iteration = one step of one network; warm-up: one pass of batch 2B per network
+                self.assertEqual(lengths[0], 2 * math.ceil(N / (2 * BATCH)))
+                self.assertEqual(rec.model_completed, sum(lengths))
+                self.assertEqual(trainer.state.iteration, sum(lengths))
             self.assertTrue(all(math.isfinite(v) for _, r in rec.rows for v in r.values()))
             self.assertEqual(sorted(trainer.state.separation), ["A", "B"])
             self.assertGreater(rec.epoch_mean("con_a", 3), 0.0)  # lambda_c > 0: contrastive term active
@@ -170,7 +182,7 @@ class TestQMixTrainer(unittest.TestCase):
             # resume from the epoch-2 checkpoint reproduces epoch 3 exactly
             ckpt = [f for f in glob.glob(os.path.join(tmp, "*.pt")) if "=2" in os.path.basename(f)]
             self.assertEqual(len(ckpt), 1, os.listdir(tmp))
-            resumed = build("qmix", seed=123)  # a different seed: everything must come from the checkpoint
+            resumed = build("qmix", seed=123, loop=loop)  # a different seed: everything must come from the checkpoint
             CheckpointLoader(ckpt[0], resumed.checkpoint_dict(), map_location="cpu").attach(resumed)
             rec2 = Recorder(resumed, SSL_KEYS)
             resumed.run()
@@ -179,8 +191,9 @@ class TestQMixTrainer(unittest.TestCase):
             for a, b in zip(final, weights(resumed)):
                 torch.testing.assert_close(a, b, rtol=0, atol=0)
 
-    def test_partition_crosswise_and_empty_groups(self) -> None:
-        trainer = build("qmix", max_epochs=2)
+    @parameterized.expand([["two_loader"], ["single"]])
+    def test_partition_crosswise_and_empty_groups(self, loop: str) -> None:
+        trainer = build("qmix", max_epochs=2, loop=loop)
 
         def inject(engine: QMixTrainer) -> None:  # A's split: all Mis-L, B's split: all Mis-H
             engine.state.separation = {"A": fake_result(2), "B": fake_result(1)}
@@ -191,9 +204,14 @@ class TestQMixTrainer(unittest.TestCase):
             trainer.run()
         rows = [r for e, r in rec.rows if e == 2]
         self.assertTrue(rows)
-        for r in rows:  # A is trained on B's split (all Mis-H), B on A's (all Mis-L)
-            self.assertEqual((r["n_correct_a"], r["n_mis_h_a"], r["n_mis_l_a"]), (0.0, 2.0 * BATCH, 0.0))
-            self.assertEqual((r["n_correct_b"], r["n_mis_h_b"], r["n_mis_l_b"]), (0.0, 0.0, 2.0 * BATCH))
+        # A is trained on B's split (all Mis-H), B on A's (all Mis-L); two_loader: a row is a step of A or of B
+        self.assertEqual(sum("n_correct_a" in r for r in rows) > 0, True)
+        self.assertEqual(sum("n_correct_b" in r for r in rows) > 0, True)
+        for r in rows:
+            if "n_correct_a" in r:
+                self.assertEqual((r["n_correct_a"], r["n_mis_h_a"], r["n_mis_l_a"]), (0.0, 2.0 * BATCH, 0.0))
+            if "n_correct_b" in r:
+                self.assertEqual((r["n_correct_b"], r["n_mis_h_b"], r["n_mis_l_b"]), (0.0, 0.0, 2.0 * BATCH))
         text = "\n".join(logs.output)
         self.assertIn("network A trains on the split of network B", text)
         self.assertIn("empty groups skip their term", text)
@@ -209,8 +227,9 @@ class TestQMixTrainer(unittest.TestCase):
         self.assertTrue(all(math.isfinite(r["loss"]) for _, r in rec.rows))
         self.assertLess(rec.epoch_mean("loss", 3), rec.epoch_mean("loss", 1))
 
-    def test_dividemix_baseline_one_strong_view(self) -> None:
-        trainer = build("dividemix", max_epochs=3, strong_views=1)
+    @parameterized.expand([["two_loader"], ["single"]])
+    def test_dividemix_baseline_one_strong_view(self, loop: str) -> None:
+        trainer = build("dividemix", max_epochs=3, strong_views=1, loop=loop)
         rec = Recorder(trainer, ["loss", "loss_a", "n_mis_l_a", "n_mis_l_b", "n_correct_a", "n_mis_h_a"])
         trainer.run()
         self.assertTrue(trainer.mixmatch)
@@ -218,18 +237,29 @@ class TestQMixTrainer(unittest.TestCase):
         self.assertEqual(trainer.state.separation["A"].mode, "dividemix")
         rows = [r for e, r in rec.rows if e > 1]
         self.assertTrue(all(math.isfinite(r["loss"]) for r in rows))
-        self.assertTrue(all(r["n_mis_l_a"] == 0 and r["n_mis_l_b"] == 0 for r in rows))
-        self.assertTrue(all(r["n_correct_a"] + r["n_mis_h_a"] == BATCH for r in rows))  # one strong view
+        self.assertTrue(all(r.get("n_mis_l_a", 0) == 0 and r.get("n_mis_l_b", 0) == 0 for r in rows))
+        if loop == "single":  # one strong view, one loader: the groups share the batch
+            self.assertTrue(all(r["n_correct_a"] + r["n_mis_h_a"] == BATCH for r in rows))
+        else:  # up to B labelled (Correct) + B unlabelled (Mis-H) rows per step
+            steps = [r for r in rows if "n_correct_a" in r]
+            self.assertTrue(steps)
+            self.assertTrue(all(r["n_correct_a"] <= BATCH and r["n_mis_h_a"] <= BATCH for r in steps))
 
     @parameterized.expand([["qmix", 2], ["qmix", 1], ["standard", 1]])
     def test_skip_unused_views(self, method: str, strong_views: int) -> None:
         trainer = build(method, max_epochs=2, strong_views=strong_views, skip_unused_views=True)
         self.assertEqual(len(trainer.multiview_transforms), 1)
         made: dict[int, set] = {}
-        trainer.add_event_handler(
-            Events.GET_BATCH_COMPLETED,
-            lambda e: made.setdefault(e.state.epoch, set()).update(k for k in e.state.batch if "_" in k),
-        )
+
+        def record(e: QMixTrainer) -> None:  # two_loader: the step holds the labelled / unlabelled batches
+            b = e.state.batch
+            batches = [b] if method == "standard" else [x for x in (b["labelled"], b["unlabelled"]) if x is not None]
+            for x in batches:
+                made.setdefault(e.state.epoch, set()).update(k for k in x if "_" in k)
+
+        trainer.add_event_handler(Events.GET_BATCH_COMPLETED, record)
+        lengths: list[int] = []
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: lengths.append(e.state.epoch_length))
         rec = Recorder(trainer, ["loss"])
         trainer.run()
         self.assertEqual(made[1], {"image_s1"})  # warm-up / CE: only the strong view the loss uses
@@ -238,7 +268,7 @@ class TestQMixTrainer(unittest.TestCase):
         )
         self.assertEqual(made[2], after)
         self.assertTrue(all(math.isfinite(r["loss"]) for _, r in rec.rows))
-        self.assertEqual(len(rec.rows), 2 * (N // BATCH))
+        self.assertEqual(len(rec.rows), sum(lengths) if method != "standard" else 2 * (N // BATCH))
 
     def test_skip_unused_views_checks_loader(self) -> None:
         net = tiny_net()
@@ -291,6 +321,14 @@ class TestQMixTrainer(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, name):
             build(method, max_epochs=2, **kwargs)
 
+    def test_default_omega_is_the_bundles_linear_schedule(self) -> None:
+        trainer = build("qmix", max_epochs=5)
+        omega = trainer.sample_loss.omega
+        self.assertIsInstance(omega, OmegaSchedule)
+        self.assertEqual((omega.omega0, omega.max_epochs, omega.warmup_epochs), (0.3, 5, 1))
+        self.assertEqual(omega.schedule, "linear")
+        self.assertEqual(build("qmix", max_epochs=5, omega=0.2).sample_loss.omega, 0.2)  # a constant stays possible
+
     def test_missing_separation_source(self) -> None:
         net, net_b = tiny_net(), tiny_net()
         with self.assertRaisesRegex(ValueError, "separation_loader"):
@@ -306,6 +344,233 @@ class TestQMixTrainer(unittest.TestCase):
             )
 
 
+def mixed_result(shift: int) -> SeparationResult:
+    """A partition with all three groups: sample i is in group (i + shift) % 3."""
+    groups = ((np.arange(N) + shift) % 3).astype(np.int64)
+    probs = np.eye(3, dtype=np.float32)[groups] * 0.8 + 0.2 / 3
+    z = np.zeros(N, dtype=np.float32)
+    labels = np.asarray([it["label"] for it in make_items()])
+    return SeparationResult(np.arange(N), probs, groups, z, z, z, z, labels=labels, mode="qmix")
+
+
+def state_of(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers (BN running statistics, num_batches_tracked) of a network."""
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+class TestTwoLoaderLoop(unittest.TestCase):
+    """The default loop: per-epoch labelled / unlabelled loaders, one network trained at a time."""
+
+    def setUp(self) -> None:
+        set_track_meta(False)
+
+    def tearDown(self) -> None:
+        set_track_meta(True)
+        set_determinism(None)
+
+    def inject(self, trainer: QMixTrainer) -> None:
+        def on_sep(engine: QMixTrainer) -> None:
+            engine.state.separation = {"A": mixed_result(0), "B": mixed_result(1)}
+
+        trainer.add_event_handler(SeparationEvents.SEPARATION_COMPLETED, on_sep)
+
+    def test_loaders_hold_the_partition_groups(self) -> None:
+        trainer = build("qmix", max_epochs=3, lambda_c=0.0)
+        self.inject(trainer)
+        seen: dict[tuple[int, str, str], list[int]] = {}
+
+        def record(e: QMixTrainer) -> None:
+            step = e.state.batch
+            for role in ("labelled", "unlabelled"):
+                if step[role] is not None:
+                    seen.setdefault((e.state.epoch, step["network"], role), []).extend(step[role]["index"].tolist())
+
+        trainer.add_event_handler(Events.GET_BATCH_COMPLETED, record)
+        loaders = {}
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: loaders.__setitem__(e.state.epoch, e.epoch_loaders))
+        trainer.run()
+        # warm-up: each network one pass over all samples in batches of 2B, its own order
+        self.assertEqual(sorted(seen[(1, "A", "labelled")]), list(range(N)))
+        self.assertEqual(sorted(seen[(1, "B", "labelled")]), list(range(N)))
+        self.assertNotEqual(seen[(1, "A", "labelled")], seen[(1, "B", "labelled")])
+        self.assertEqual(loaders[1]["A"]["labelled"].batch_size, 2 * BATCH)
+        for epoch in (2, 3):
+            for net, partner_shift in (("A", 1), ("B", 0)):  # A trains on B's split (shift 1), B on A's
+                truth = (np.arange(N) + partner_shift) % 3
+                lab, unl = set(np.flatnonzero(truth != 1).tolist()), set(np.flatnonzero(truth == 1).tolist())
+                ld = loaders[epoch][net]
+                self.assertEqual(set(ld["labelled"].sampler.indices.tolist()), lab)
+                self.assertEqual(set(ld["unlabelled"].sampler.indices.tolist()), unl)
+                self.assertIs(ld["labelled"].dataset, trainer.train_data_loader.dataset)  # one dataset, no copies
+                self.assertEqual((ld["labelled"].batch_size, ld["unlabelled"].batch_size), (BATCH, BATCH))
+                # one pass = one pass over the labelled loader; the unlabelled loader restarts when exhausted
+                self.assertEqual(sorted(seen[(epoch, net, "labelled")]), sorted(lab))
+                u = seen[(epoch, net, "unlabelled")]
+                self.assertTrue(set(u) <= unl)
+                sizes = [min(BATCH, len(unl) - j) for j in range(0, len(unl), BATCH)]  # unlabelled batches
+                self.assertEqual(len(u), sum(sizes[j % len(sizes)] for j in range(len(ld["labelled"]))))
+
+    def test_partner_fixed_during_a_pass(self) -> None:
+        trainer = build("qmix", max_epochs=2, bn=True, lambda_c=0.05)
+        self.inject(trainer)
+        before: dict[str, dict] = {}
+        checked = {"A": 0, "B": 0}
+
+        def started(e: QMixTrainer) -> None:
+            before.update(A=state_of(e.network), B=state_of(e.network_b))
+
+        def completed(e: QMixTrainer) -> None:
+            trained = current["network"]
+            partner = "B" if trained == "A" else "A"
+            nets = {"A": e.network, "B": e.network_b}
+            for k, v in state_of(nets[partner]).items():  # parameters and BN running statistics of the partner
+                torch.testing.assert_close(v, before[partner][k], rtol=0, atol=0, msg=f"{partner}.{k} changed")
+            changed = [k for k, v in state_of(nets[trained]).items() if not torch.equal(v, before[trained][k])]
+            self.assertIn("backbone.1.running_mean", changed)  # the trained network's BN statistics move
+            self.assertTrue(any(k.endswith("weight") for k in changed))
+            checked[trained] += 1
+
+        current = {}
+        trainer.add_event_handler(Events.ITERATION_STARTED, started)
+        trainer.add_event_handler(
+            Events.GET_BATCH_COMPLETED, lambda e: current.update(network=e.state.batch["network"])
+        )
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, completed)
+        trainer.run()
+        self.assertGreater(checked["A"], 2)
+        self.assertGreater(checked["B"], 2)
+
+    def test_logged_terms_add_up(self) -> None:
+        trainer = build("qmix", max_epochs=2, lambda_c=0.05, lambda_m=2.0, decollate=False)
+        self.inject(trainer)
+        rows = []
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED,
+            lambda e: rows.append(
+                {k: float(v) for k, v in e.state.output.items() if torch.is_tensor(v) and v.ndim == 0}
+            ),
+        )
+        trainer.run()
+        ssl = [r for r in rows if "lx_a" in r or "lx_b" in r]
+        self.assertTrue(ssl)
+        for r in ssl:
+            s = "a" if "lx_a" in r else "b"
+            expected = r[f"lx_{s}"] + 2.0 * r[f"lu_{s}"] + 0.05 * r[f"con_{s}"] + r[f"reg_{s}"]
+            self.assertAlmostEqual(r["loss"], expected, places=5)
+            self.assertEqual(r["loss"], r[f"loss_{s}"])
+            self.assertLessEqual(r[f"n_correct_{s}"] + r[f"n_mis_l_{s}"], 2 * BATCH)  # B labelled rows x 2 views
+            self.assertLessEqual(r[f"n_mis_h_{s}"], 2 * BATCH)
+
+    @parameterized.expand([["qmix"], ["dividemix"]])
+    def test_fixed_oracle_partition(self, method: str) -> None:
+        truth = np.asarray(["correct", "mis_h", "mis_l", "correct"] * (N // 4))
+        labels = [it["label"] for it in make_items()]
+        handler = FixedPartitionHandler(
+            ground_truth_partition(truth, labels, mode=method), warmup_epochs=1, noise_group=truth
+        )
+        trainer = build(method, max_epochs=3, separation_handler=handler, lambda_c=0.0)
+        loaders = {}
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: loaders.__setitem__(e.state.epoch, e.epoch_loaders))
+        rec = Recorder(trainer, ["loss"])
+        trainer.run()
+        self.assertEqual(rec.sep_epochs, [2, 3])
+        self.assertIs(trainer.separation_handler, handler)
+        codes = {"correct": 0, "mis_h": 1, "mis_l": 2}
+        expected = np.asarray([codes[t] for t in truth])
+        if method == "dividemix":
+            expected = np.where(expected == 0, 0, 1)
+        for k in ("A", "B"):
+            np.testing.assert_array_equal(trainer.state.separation[k].groups, expected)
+            self.assertEqual(trainer.state.separation_metrics[k]["auc_clean"], 1.0)
+            lab = set(loaders[3][k]["labelled"].sampler.indices.tolist())
+            self.assertEqual(lab, set(np.flatnonzero(expected != 1).tolist()))
+        self.assertTrue(all(math.isfinite(r["loss"]) for _, r in rec.rows))
+        with self.assertRaisesRegex(TypeError, "partition"):
+            FixedPartitionHandler("truth")
+        with self.assertRaisesRegex(ValueError, "mode"):
+            ground_truth_partition(truth, mode="coteaching")
+
+    @parameterized.expand([[1], [2], [4]])
+    def test_resume_within_an_ssl_epoch(self, into: int) -> None:
+        """A checkpoint written ``into`` steps into epoch 2 (1: A's pass, 2: A's unlabelled loader restarted,
+        4: B's pass) reproduces the uninterrupted run bit for bit."""
+
+        def make(seed: int) -> QMixTrainer:
+            handler = FixedPartitionHandler(lambda k, e: mixed_result(0 if k == "A" else 1), warmup_epochs=1)
+            return build("qmix", max_epochs=3, seed=seed, separation_handler=handler, lambda_c=0.05, bn=True)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "mid.pt")
+            trainer = make(0)
+            warm = 2 * math.ceil(N / (2 * BATCH))  # steps of the warm-up epoch
+            save = {}
+
+            def on_iter(e: QMixTrainer) -> None:
+                if e.state.iteration == warm + into:
+                    torch.save({k: o.state_dict() for k, o in e.checkpoint_dict().items()}, path)
+                    save["lengths"] = (e.state.epoch, e.state.epoch_length)
+
+            trainer.add_event_handler(Events.ITERATION_COMPLETED, on_iter)
+            rec = Recorder(trainer, SSL_KEYS)
+            trainer.run()
+            self.assertEqual(save["lengths"][0], 2)
+            self.assertGreater(save["lengths"][1], into)
+            resumed = make(123)  # a different seed: everything must come from the checkpoint
+            CheckpointLoader(path, resumed.checkpoint_dict(), map_location="cpu").attach(resumed)
+            rec2 = Recorder(resumed, SSL_KEYS)
+            resumed.run()
+        self.assertEqual(rec2.sep_epochs, [3])  # epoch 2's partition comes from the checkpoint, not recomputed
+        self.assertEqual(rec2.rows, rec.rows[warm + into :])
+        self.assertEqual(resumed.state.iteration, trainer.state.iteration)
+        for a, b in zip(weights(trainer), weights(resumed)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    def test_within_epoch_state_needs_the_loader_seeds(self) -> None:
+        trainer = build("qmix", max_epochs=2)
+        saved = {}
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED(once=1), lambda e: saved.update(e.state_dict()) or e.terminate()
+        )
+        trainer.run()
+        self.assertEqual(saved["iterations_into_epoch"], 1)
+        saved.pop("epoch_loader_seed_state")
+        with self.assertRaisesRegex(ValueError, "epoch_loader_seed_state"):
+            build("qmix", max_epochs=2).load_state_dict(saved)
+
+    def test_lambda_m_ramp_is_fractional(self) -> None:
+        trainer = build("dividemix", max_epochs=3, lambda_m=16.0, lambda_m_rampup=16, decollate=False)
+        lams = []
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED,
+            lambda e: lams.append((e.state.epoch, float(e.state.output["lambda_m"]))) if e.state.epoch > 1 else None,
+        )
+        trainer.run()
+        first = [v for e, v in lams if e == 2]
+        self.assertEqual(first[0], 0.0)  # DivideMix: 0 at the first SSL step, then (e + i/n - T_w) / 16 * λ_u
+        self.assertTrue(all(0.0 <= v < 1.0 for v in first))
+        self.assertTrue(all(1.0 <= v < 2.0 for e, v in lams if e == 3))
+
+    @parameterized.expand([[{"loop": "both"}, "loop"], [{"epoch_length": 3}, "epoch_length"]])
+    def test_invalid_loop_arguments(self, kwargs: dict, name: str) -> None:
+        with self.assertRaisesRegex(ValueError, name):
+            build("qmix", max_epochs=2, **kwargs)
+
+    def test_two_loader_needs_a_dataloader(self) -> None:
+        net, net_b = tiny_net(), tiny_net()
+        with self.assertRaisesRegex(ValueError, "train_data_loader"):
+            QMixTrainer(
+                "cpu",
+                2,
+                [{}],
+                net,
+                torch.optim.SGD(net.parameters(), lr=0.1),
+                network_b=net_b,
+                optimizer_b=torch.optim.SGD(net_b.parameters(), lr=0.1),
+                warmup_epochs=1,
+                separation_loader=[{}],
+            )
+
+
 # ---------------------------------------------------------------------------------------------- regression: collapse
 R_N, R_SIZE, R_CLASSES = 200, 20, 5
 
@@ -318,7 +583,9 @@ def ring_image(c: int, rng: np.random.Generator) -> torch.Tensor:
     return torch.as_tensor(0.2 * rng.random((3, R_SIZE, R_SIZE)) + ring[None] * colour, dtype=torch.float32)
 
 
-def collapse_setup(method: str, group_normalization: str) -> tuple[QMixTrainer, list, list, list]:
+def collapse_setup(
+    method: str, group_normalization: str | None, loop: str = "single"
+) -> tuple[QMixTrainer, list, list, list]:
     """4 CE warm-up epochs on 200 rings with 30 % symmetric label noise, then SSL epochs."""
     set_determinism(0)
     rng = np.random.default_rng(0)
@@ -365,6 +632,7 @@ def collapse_setup(method: str, group_normalization: str) -> tuple[QMixTrainer, 
         separation_loader=DataLoader(Dataset(items), batch_size=100),
         separation_handler_kwargs={"noise_group": truth, "progress": False},
         group_normalization=group_normalization,
+        loop=loop,
         decollate=False,
     )
     return trainer, nets, test, items
@@ -397,8 +665,10 @@ class TestNoCollapseAfterWarmup(unittest.TestCase):
         set_track_meta(True)
         set_determinism(None)
 
-    def run_case(self, method: str, group_normalization: str, inject: bool) -> tuple[float, float, float]:
-        trainer, nets, test, items = collapse_setup(method, group_normalization)
+    def run_case(
+        self, method: str, group_normalization: str | None, inject: bool, loop: str = "single"
+    ) -> tuple[float, float, float]:
+        trainer, nets, test, items = collapse_setup(method, group_normalization, loop)
         accs = {}
         trainer.add_event_handler(
             Events.EPOCH_COMPLETED, lambda e: accs.__setitem__(e.state.epoch, accuracy(nets, test))
@@ -419,12 +689,27 @@ class TestNoCollapseAfterWarmup(unittest.TestCase):
         trainer.run()
         return accs[4], min(accs[5], accs[6]), auc[0]
 
-    @parameterized.expand([["qmix", False], ["dividemix", False], ["qmix", True]])
-    def test_accuracy_kept_after_warmup(self, method: str, inject: bool) -> None:
-        warm, after, auc = self.run_case(method, "batch", inject)
-        self.assertGreaterEqual(warm, 0.7)  # the set is learnable during warm-up
-        self.assertGreaterEqual(after, warm - 0.1, f"{method}: accuracy {warm:.2f} at warm-up end, then {after:.2f}")
-        self.assertGreaterEqual(auc, 0.8)  # separation of network A at its first separation vs the true noisy flags
+    @parameterized.expand(
+        [
+            ["qmix", False, "single", "batch"],
+            ["dividemix", False, "single", "batch"],
+            ["qmix", True, "single", "batch"],
+            ["qmix", False, "two_loader", None],
+            ["dividemix", False, "two_loader", None],
+            ["qmix", True, "two_loader", None],
+        ]
+    )
+    def test_accuracy_kept_after_warmup(self, method: str, inject: bool, loop: str, normalization: str | None) -> None:
+        warm, after, auc = self.run_case(method, normalization, inject, loop)
+        msg = f"{method} {loop}: accuracy {warm:.2f} at warm-up end, then {after:.2f}"
+        if loop == "single":
+            self.assertGreaterEqual(warm, 0.7)  # the set is learnable during warm-up
+            self.assertGreaterEqual(after, warm - 0.1, msg)
+        else:  # warm-up takes half as many steps (batch 2B per network), so only the level after it is checked
+            self.assertGreaterEqual(after, max(warm - 0.1, 0.7), msg)
+        # separation of network A at its first separation vs the true noisy flags (two_loader: 0.72-0.74 after the
+        # shorter warm-up, measured at the commit that introduced it)
+        self.assertGreaterEqual(auc, 0.8 if loop == "single" else 0.7)
 
     def test_group_normalization_collapses_on_unbalanced_partition(self) -> None:
         warm, after, _ = self.run_case("qmix", "group", inject=True)  # the old behaviour, kept as an option

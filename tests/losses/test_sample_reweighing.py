@@ -137,6 +137,39 @@ class TestSampleReweighingLoss(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "normalization"):
             SampleReweighingLoss(normalization="nope")
 
+    def test_loader_normalization_hand_values(self):
+        # two-loader loop: L_x = mean over the labelled rows (Correct ∪ Mis-L) of c_i·w_i·CE_i (c = 1 / Ω),
+        # L_u = mean over the unlabelled rows and the classes of (p - q)^2 (DivideMix's torch.mean)
+        logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [1.0, -1.0, 0.0], [0.0, 0.0, 3.0], [-1.0, 2.0, 0.0]])
+        targets = torch.tensor(
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.0, 0.0, 1.0]], dtype=torch.float32
+        )
+        groups = torch.tensor([0, 2, 1, 1, 0])
+        weight = torch.tensor([1.0, 0.5, 1.0, 2.0, 1.0])
+        omega, lam = 0.4, 3.0
+        loss = SampleReweighingLoss(lambda_m=lam, omega=omega, mis_h_loss="mse_mean", normalization="loader")
+        total = loss(logits, targets, groups, weight=weight)
+        log_p = torch.log_softmax(logits.double(), 1)
+        ce = -(targets.double() * log_p).sum(1)
+        lx = (ce[0] + omega * 0.5 * ce[1] + ce[4]) / 3  # three labelled rows
+        sq = (log_p.exp() - targets.double()) ** 2
+        lu = (1.0 * sq[2].sum() + 2.0 * sq[3].sum()) / (2 * 3)  # two unlabelled rows x three classes
+        self.assertAlmostEqual(total.item(), (lx + lam * lu).item(), places=5)
+        self.assertAlmostEqual(loss.last_terms["lx"].item(), lx.item(), places=5)
+        self.assertAlmostEqual(loss.last_terms["lu"].item(), lu.item(), places=5)
+        # the labelled and unlabelled terms do not depend on how many rows the other loader holds
+        more_u = SampleReweighingLoss(lambda_m=lam, omega=omega, mis_h_loss="mse_mean", normalization="loader")
+        more_u(torch.cat([logits, logits[2:4]]), torch.cat([targets, targets[2:4]]), torch.cat([groups, groups[2:4]]),
+               weight=torch.cat([weight, weight[2:4]]))  # fmt: skip
+        self.assertAlmostEqual(more_u.last_terms["lx"].item(), lx.item(), places=5)
+        self.assertAlmostEqual(more_u.last_terms["lu"].item(), lu.item(), places=5)
+        # mse_mean is mse / C
+        mse = SampleReweighingLoss(mis_h_loss="mse", normalization="loader")
+        mse(logits, targets, groups)
+        mean = SampleReweighingLoss(mis_h_loss="mse_mean", normalization="loader")
+        mean(logits, targets, groups)
+        self.assertAlmostEqual(mse.last_terms["mis_h"].item() / 3, mean.last_terms["mis_h"].item(), places=6)
+
     def test_batch_permutation_invariance(self):
         logits, targets, groups = random_batch(seed=5)
         perm = torch.randperm(9, generator=torch.Generator().manual_seed(1))

@@ -12,7 +12,7 @@ import unittest
 
 from parameterized import parameterized
 
-from monai_qmix.losses import QMIX_PRESETS, OmegaSchedule, get_qmix_preset, omega_schedule
+from monai_qmix.losses import QMIX_PRESETS, OmegaSchedule, get_dividemix_preset, get_qmix_preset, omega_schedule
 
 # (schedule, epoch, expected) with omega0 = 0.3, T = 100, T_w = 10
 CASES = [
@@ -103,6 +103,37 @@ class TestQMixPresets(unittest.TestCase):
     def test_unknown_name(self):
         with self.assertRaisesRegex(ValueError, "name"):
             get_qmix_preset("ddr_sym_L10_H10")
+
+
+class TestDivideMixPresets(unittest.TestCase):
+    def test_official_defaults(self):
+        cifar = get_dividemix_preset("DIVIDEMIX_CIFAR")
+        self.assertEqual(
+            (cifar.lambda_u, cifar.lambda_u_rampup, cifar.mixup_alpha, cifar.sharpen_temperature, cifar.p_threshold),
+            (25.0, 16, 4.0, 0.5, 0.5),
+        )
+        real = get_dividemix_preset("dividemix_realworld")
+        self.assertEqual((real.lambda_u, real.lambda_u_rampup, real.mixup_alpha), (0.0, 0, 0.5))
+        for p in (cifar, real):
+            self.assertEqual((p.mis_h_loss, p.prior), ("mse_mean", "uniform"))
+        kw = cifar.trainer_kwargs()
+        self.assertEqual(kw["lambda_m"], 25.0)
+        self.assertEqual(kw["lambda_m_rampup"], 16)
+        self.assertTrue(kw["mixmatch"])
+        self.assertEqual(kw["separation_kwargs"], {"p_threshold": 0.5})
+        self.assertEqual(real.as_dict()["mixup_alpha"], 0.5)
+
+    def test_trainer_accepts_the_kwargs(self):
+        from tests.engines.test_trainer import build
+
+        trainer = build("dividemix", max_epochs=2, **get_dividemix_preset("dividemix_cifar").trainer_kwargs())
+        self.assertEqual((trainer.lambda_m, trainer.lambda_m_rampup, trainer.mixup_alpha), (25.0, 16, 4.0))
+        self.assertEqual(trainer.sample_loss.mis_h_loss, "mse_mean")
+        self.assertEqual(trainer.separation_handler.separation_kwargs["p_threshold"], 0.5)
+
+    def test_unknown_name(self):
+        with self.assertRaisesRegex(ValueError, "name"):
+            get_dividemix_preset("dividemix_webvision")
 
 
 if __name__ == "__main__":
