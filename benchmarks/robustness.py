@@ -144,7 +144,9 @@ PAPER_SCALE = {
 
 # the CPU paper regime: an ImageNet-pretrained EfficientNet-Lite0 (the [pretrained] extra), the paper's schedule
 # shape (100 epochs, 10 % warm-up) on frozen-backbone features of 8 cached weak + 8 strong views at 128 px; each
-# default still overridable (--frozen_features 0 fine-tunes end to end: then lower --epochs for a CPU).
+# default still overridable (--frozen_features 0 fine-tunes end to end: then lower --epochs for a CPU). lr 1e-4,
+# chosen on CE's *validation* curve under ddr_sym_L15_H50 (seed 0): with 1e-3 the heads memorise from epoch 2 (CE's
+# validation QWK peaks at epoch 1, before any warm-up could end); with 1e-4 it peaks at epoch 17 and then falls.
 CPU_PAPER_REGIME = {
     "backbone": "efficientnet_lite0",
     "pretrained_path": "auto",
@@ -154,7 +156,7 @@ CPU_PAPER_REGIME = {
     "epochs": 100,
     "warmup_epochs": 10,
     "batch_size": 16,
-    "lr": 1e-3,
+    "lr": 1e-4,
     "num": 1000,
 }
 
@@ -895,16 +897,23 @@ def last_sep(rec: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def targets(recs: dict[str, list[dict]]) -> list[str]:
-    """The issue's SynthDR targets (last epoch), evaluated on the mean over seeds."""
+def targets(recs: dict[str, list[dict]], data: str = "synthdr") -> list[str]:
+    """The targets (last epoch) on the mean over seeds: CE memorisation (regime check), QMix vs CE / DivideMix /
+    its own best, and the separation AUCs of QMix's network A (SynthDR ≥ 0.90 both; real data: AUC_good ≥ 0.90,
+    AUC_clean ≥ 0.85)."""
 
     def m(method: str, key: str, which: str = "last") -> float | None:
-        if method not in recs:
+        if method not in recs or not recs[method]:
             return None
         return float(np.mean([r[which]["test"][key] for r in recs[method]]))
 
     lines = []
     q, s, d = m("qmix", "qwk"), m("standard", "qwk"), m("dividemix", "qwk")
+    sb = m("standard", "qwk", "best")
+    if s is not None and sb is not None:
+        ok = sb - s >= 0.10
+        lines.append(f"regime: CE best {sb:.3f} − last {s:.3f} = {sb - s:.3f} ≥ 0.10 (memorisation): "
+                     f"{'met' if ok else 'MISSED'}")  # fmt: skip
     if q is not None and s is not None:
         lines.append(f"QMix last QWK {q:.3f} ≥ standard {s:.3f} + 0.10: {'met' if q >= s + 0.10 else 'MISSED'}")
     if q is not None and d is not None:
@@ -913,11 +922,13 @@ def targets(recs: dict[str, list[dict]]) -> list[str]:
         qb = m("qmix", "qwk", "best")
         lines.append(f"QMix last {q:.3f} ≥ its best {qb:.3f} − 0.03: {'met' if q >= qb - 0.03 else 'MISSED'}")
         seps = [last_sep(r) for r in recs["qmix"]]
-        for key in ("auc_clean", "auc_good"):
-            v = [x[key] for x in seps if x is not None]
+        goals = {"auc_clean": 0.90, "auc_good": 0.90} if data == "synthdr" else {"auc_clean": 0.85, "auc_good": 0.90}
+        for key, goal in goals.items():
+            v = [x[key] for x in seps if x is not None and x.get(key) is not None]
             if v:
                 mv = float(np.mean(v))
-                lines.append(f"QMix separation {key} (net A, last) {mv:.3f} ≥ 0.90: {'met' if mv >= 0.9 else 'MISSED'}")
+                lines.append(f"QMix separation {key} (net A, last) {mv:.3f} ≥ {goal:.2f}: "
+                             f"{'met' if mv >= goal else 'MISSED'}")  # fmt: skip
     return lines
 
 
@@ -1006,9 +1017,9 @@ def markdown(result: dict[str, Any]) -> str:
             if s:
                 cells = [f"{_fmt(s['precision'][g], 2)} / {_fmt(s['recall'][g], 2)}" for g in NOISE_GROUPS]
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        tl = targets(recs)
-        if tl and cfg["data"] == "synthdr":
-            lines += ["", "Targets of issue 8 (SynthDR, last epoch, mean over seeds):", ""]
+        tl = targets(recs, cfg["data"])
+        if tl:
+            lines += ["", f"Targets ({cfg['data']}, last epoch, mean over seeds):", ""]
             lines += [f"- {t}" for t in tl]
         lines += ["", f"![QWK per epoch]({block['qwk_png']})", ""]
         if block.get("mis_l_png"):
@@ -1049,7 +1060,15 @@ def plot_mis_l_examples(sets: dict[str, Any], path: str, size: int, n: int = 8) 
     return path
 
 
+def _band(rs: Sequence[dict], get: Any) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs and the mean / min / max over seeds of ``get(row)`` (epochs common to every seed)."""
+    n = min(len(r["epochs"]) for r in rs)
+    vals = np.asarray([[get(row) for row in r["epochs"][:n]] for r in rs], dtype=float)
+    return [row["epoch"] for row in rs[0]["epochs"][:n]], vals.mean(0), vals.min(0), vals.max(0)
+
+
 def plot_curves(recs: dict[str, list[dict]], path: str, title: str) -> str:
+    """Test (solid, band = min-max over seeds) and validation (dashed) QWK per epoch; separation AUCs of net A."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -1057,26 +1076,36 @@ def plot_curves(recs: dict[str, list[dict]], path: str, title: str) -> str:
     FigureCanvasAgg(fig)
     ax_q, ax_s = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     colours = {"standard": "tab:gray", "dividemix": "tab:blue", "qmix": "tab:red"}
+    n_seeds = max((len(rs) for rs in recs.values()), default=1)
     for method, rs in recs.items():
-        r = rs[0]
-        ep = [row["epoch"] for row in r["epochs"]]
+        if not rs:
+            continue
         c = colours.get(method)
-        ax_q.plot(ep, [row["test"]["qwk"] for row in r["epochs"]], "-o", ms=3, color=c, label=f"{method} test")
-        ax_q.plot(ep, [row["val"]["qwk"] for row in r["epochs"]], "--", color=c, alpha=0.6, label=f"{method} val")
-        pts = [(row["epoch"], row["separation"]["A"]) for row in r["epochs"] if row["separation"].get("A")]
-        if pts:
-            ax_s.plot([e for e, _ in pts], [s["auc_clean"] for _, s in pts], "-o", ms=3, color=c,
-                      label=f"{method} AUC_clean")  # fmt: skip
-            good = [(e, s["auc_good"]) for e, s in pts if s["auc_good"] is not None and math.isfinite(s["auc_good"])]
-            if good:
-                ax_s.plot(*zip(*good), ":s", ms=3, color=c, label=f"{method} AUC_good")
+        ep, mean, lo, hi = _band(rs, lambda row: row["test"]["qwk"])
+        ax_q.plot(ep, mean, "-", lw=1.6, color=c, label=f"{method} test")
+        if len(rs) > 1:
+            ax_q.fill_between(ep, lo, hi, color=c, alpha=0.18, lw=0)
+        ep, mean, _, _ = _band(rs, lambda row: row["val"]["qwk"])
+        ax_q.plot(ep, mean, "--", lw=1, color=c, alpha=0.7, label=f"{method} val")
+
+        def sep(row: dict, key: str) -> float:
+            a = row["separation"].get("A") or {}
+            v = a.get(key)
+            return float(v) if v is not None and math.isfinite(v) else math.nan
+
+        for key, style in (("auc_clean", "-"), ("auc_good", ":")):
+            ep, mean, lo, hi = _band(rs, lambda row, k=key: sep(row, k))
+            if np.isfinite(mean).any():
+                ax_s.plot(ep, mean, style, lw=1.4, color=c, label=f"{method} {key.replace('auc_', 'AUC_')}")
+                if len(rs) > 1:
+                    ax_s.fill_between(ep, lo, hi, color=c, alpha=0.12, lw=0)
     ax_q.set_xlabel("epoch")
     ax_q.set_ylabel("QWK")
-    ax_q.set_title(title)
+    ax_q.set_title(title + (f" (mean, band min-max over {n_seeds} seeds)" if n_seeds > 1 else ""), fontsize=9)
     ax_q.legend(fontsize=7)
     ax_s.set_xlabel("epoch")
     ax_s.set_ylabel("separation AUC (net A)")
-    ax_s.set_ylim(0.3, 1.02)
+    ax_s.set_ylim(0.0, 1.02)
     ax_s.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
@@ -1166,7 +1195,7 @@ def write_merged(args: argparse.Namespace) -> int:
         block["qwk_png"] = os.path.basename(
             plot_curves(block["methods"], f"{stem_all}_{name}_qwk.png", f"test/val QWK, {name}")
         )
-        block["targets"] = targets(block["methods"]) if result["config"]["data"] == "synthdr" else []
+        block["targets"] = targets(block["methods"], result["config"]["data"])
     with open(stem_all + ".json", "w") as f:
         json.dump(_clean_nan(result), f, indent=1, default=_json_default)
     md = markdown(result) + f"\nTotal wall time of the merged runs: {result['wall_s'] / 60:.1f} min.\n"
@@ -1227,7 +1256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 recs[method].append(run_method(method, args, sets, preset, seed, stem))
         block["methods"] = recs
         block["qwk_png"] = os.path.basename(plot_curves(recs, f"{stem}_qwk.png", f"test/val QWK, {name}"))
-        block["targets"] = targets(recs) if args.data == "synthdr" else []
+        block["targets"] = targets(recs, args.data)
         result["presets"][name] = block
         for line in block["targets"]:
             print("  target:", line, flush=True)
