@@ -14,6 +14,10 @@ from __future__ import annotations
 import csv
 import functools
 import os
+import re
+import signal
+import sys
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +42,8 @@ __all__ = [
     "eval_datalist",
     "image_folder_datalist",
     "rank_zero_first",
+    "run_training",
+    "TrainingInterrupted",
 ]
 
 #: keys kept in the bundle datalists (a fixed set, so that ``default_collate`` never meets a missing key).
@@ -270,6 +276,108 @@ def attach(handler: Any, engine: Engine) -> Any:
     if handler is not None:
         handler.attach(engine)
     return handler
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGTERM received during :func:`run_training` (raised in the main thread, like ``KeyboardInterrupt`` for
+    SIGINT, so that ignite stops the run the same way)."""
+
+
+#: exit status of an interrupted run (128 + signal number, as a shell reports a killed process).
+_SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+#: the one-line message of an unreadable image (:class:`monai_qmix.data.UnreadableImageError`), also found inside
+#: the text of an exception re-raised from a DataLoader worker.
+_UNREADABLE = re.compile(r"unreadable image '([^']*)': ([^\n]*)")
+
+
+def _quiet_known_errors(engine: Engine, known: tuple[type[BaseException], ...]) -> None:
+    """Let ``known`` exceptions leave ``engine.run()`` without the traceback that MONAI's ``StatsHandler`` logs.
+
+    Ignite only runs the first ``EXCEPTION_RAISED`` handler that raises, so a re-raising handler is put first.
+    """
+    from ignite.engine import Events
+
+    def reraise_known(_engine: Engine, e: BaseException) -> None:
+        if isinstance(e, known) or _UNREADABLE.search(str(e)):
+            raise e
+
+    handlers = engine._event_handlers[Events.EXCEPTION_RAISED]  # ignite 0.5: list of (fn, args, kwargs)
+    if not any(getattr(h[0], "__name__", "") == "reraise_known" for h in handlers):
+        handlers.insert(0, (reraise_known, (engine,), {}))
+
+
+def _unreadable(e: BaseException) -> tuple[str, str] | None:
+    seen: BaseException | None = e
+    while seen is not None:
+        m = _UNREADABLE.search(str(seen))
+        if m:
+            return m.group(1), m.group(2).strip()
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = None) -> Engine:
+    """``trainer.run()`` that stops with one clear line on an interrupt or an unreadable image.
+
+    * SIGINT (Ctrl-C) and SIGTERM stop the run (SIGTERM is turned into :class:`TrainingInterrupted` for the time of
+      the run, in the main thread); the process exits with status 130 / 143 and a line saying which checkpoint holds
+      which epoch and how to resume (``--resume auto``).
+    * An unreadable training or validation image stops the run with status 1 and one line naming the file and the
+      reason (no traceback).
+    * Any other exception propagates unchanged.
+
+    ``saver`` (an :class:`~monai_qmix.handlers.AtomicCheckpointSaver`) has written ``model_last.pt`` at the end of
+    every completed epoch, so nothing is lost but the epoch in progress.
+
+    Args:
+        trainer: the training engine.
+        saver: its checkpoint saver (for the message), or ``None``.
+        evaluator: the validation engine (its traceback logging is quietened the same way), or ``None``.
+
+    Returns:
+        the trainer, after a complete run.
+
+    Raises:
+        SystemExit: interrupted (130 / 143) or unreadable image (1), with a one-line message.
+    """
+    known = (KeyboardInterrupt,)
+    for engine in (trainer, evaluator):
+        if engine is not None:
+            _quiet_known_errors(engine, known)
+    previous = None
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            raise TrainingInterrupted("SIGTERM")
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    saved = saver.describe if saver is not None else (lambda: "no checkpoint saver")
+    try:
+        trainer.run()
+    except KeyboardInterrupt as e:
+        name = "SIGTERM" if isinstance(e, TrainingInterrupted) else "SIGINT"
+        msg = (
+            f"Training interrupted ({name}) in epoch {trainer.state.epoch}: {saved()}; "
+            "continue with --resume auto (same settings)."
+        )
+        print(msg, file=sys.stderr, flush=True)
+        exc = SystemExit(_SIGNAL_EXIT[name])
+        exc.message = msg  # type: ignore[attr-defined]
+        raise exc from None
+    except Exception as e:
+        bad = _unreadable(e)
+        if bad is None:
+            raise
+        raise SystemExit(
+            f"Unreadable image '{bad[0]}': {bad[1]}. Training stopped in epoch {trainer.state.epoch}: {saved()}. "
+            "Fix or remove the image (list them all: python -m monai_qmix.data.prepare --check --dataset_dir D), "
+            "then continue with --resume auto."
+        ) from None
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return trainer
 
 
 def checkpoint_objects(**objects: Any) -> dict[str, Any]:
