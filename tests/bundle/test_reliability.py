@@ -9,16 +9,21 @@ exactly, with the best checkpoint kept. Tiny seeded CPU runs (16 images, 32 px, 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 import warnings
+from pathlib import Path
 
 import torch
 from ignite.engine import Events
 
 from monai_qmix.handlers.checkpoint import SAVER_KEY
 from tests.bundle.layouts import make_dataset
-from tests.bundle.test_bundles import TINY, initialized, workflow
+from tests.bundle.test_bundles import REPO, TINY, bundle_files, initialized, workflow
 
 RUN = {**TINY, "epochs": 3, "warmup_epochs": 1, "val_fraction": 0.25}
 
@@ -86,6 +91,35 @@ class TestResume(unittest.TestCase):
             best = _load(os.path.join(root, "models", "model.pt"))[SAVER_KEY]
             self.assertEqual(best["best_metric_epoch"], qwk.index(max(qwk)) + 1)
             self.assertAlmostEqual(best["best_metric"], max(qwk))
+
+
+class TestSigterm(unittest.TestCase):
+    def test_sigterm_keeps_loadable_checkpoints(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
+            cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", bundle_files("aptos")["train"]]
+            cmd += ["--bundle_root", tmp, "--dataset_dir", data, "--epochs", "200", "--warmup_epochs", "1"]
+            for k, v in {**TINY, "val_fraction": 0.25}.items():
+                if k != "epochs":
+                    cmd += [f"--{k}", str(v)]
+            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            last = Path(tmp, "models", "model_last.pt")
+            deadline = time.time() + 120
+            while not last.exists() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+            time.sleep(0.5)  # somewhere in a later epoch, possibly during a save
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=120)
+            self.assertEqual(proc.returncode, 143, err[-3000:])
+            self.assertIn("Training interrupted (SIGTERM)", err)
+            self.assertIn("model_last.pt holds epoch", err)
+            files = sorted(os.listdir(os.path.join(tmp, "models")))
+            self.assertEqual([f for f in files if ".tmp" in f], [])
+            for f in files:  # every checkpoint left behind loads
+                ckpt = _load(os.path.join(tmp, "models", f))
+                self.assertIn("network_a", ckpt)
+            self.assertGreaterEqual(_load(str(last))["trainer"]["iteration"], 1)
 
 
 if __name__ == "__main__":
