@@ -12,7 +12,9 @@ configs stay declarative and every bundle shares one implementation.
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
+import math
 import os
 import re
 import signal
@@ -44,6 +46,10 @@ __all__ = [
     "rank_zero_first",
     "run_training",
     "TrainingInterrupted",
+    "InvalidSettings",
+    "SettingError",
+    "parse_setting",
+    "validate_settings",
 ]
 
 #: keys kept in the bundle datalists (a fixed set, so that ``default_collate`` never meets a missing key).
@@ -164,6 +170,7 @@ def build_datalists(
     cache_dir: str | os.PathLike | None = None,
     num_classes: int | None = None,
     synthdr: Mapping[str, Any] | None = None,
+    min_train: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Read a dataset's ``train`` split and split it by patient into the bundle's training and validation lists.
 
@@ -186,6 +193,8 @@ def build_datalists(
         cache_dir: folder for degraded images of the noise preset.
         num_classes: number of classes (default: the dataset's).
         synthdr: options of the SynthDR generator (``synthetic`` only).
+        min_train: smallest number of training images (the bundles pass ``batch_size``: the training loader drops
+            the last incomplete batch, so fewer images would train nothing).
 
     Returns:
         ``{"train": [...], "val": [...]}``, items with ``image, label, index, quality, true_label, noise_group,
@@ -194,7 +203,8 @@ def build_datalists(
     Raises:
         DatasetNotFoundError: missing or empty ``dataset_dir``, or a folder the reader cannot read; the message
             names the folder, the expected layout, the download link and the synthetic bundle's command.
-        ValueError: bad ``val_fraction``.
+        ValueError: bad ``val_fraction``; a label outside ``0 .. num_classes - 1`` (the message names an image);
+            fewer than ``min_train`` training images.
 
     Under an initialised ``torch.distributed`` process group rank 0 runs first (it generates SynthDR and writes the
     noise cache), then the other ranks, which find them (:func:`rank_zero_first`).
@@ -205,6 +215,7 @@ def build_datalists(
         _ensure_synthdr(dataset_dir, synthdr or {})
     items = _read(name, dataset_dir, "train", reader_options)
     k = int(num_classes or DATASETS[_reader(name)].num_classes)
+    _check_labels(name, dataset_dir, "train", items, k)
     key = "patient" if any(it.get("patient") not in (None, "") for it in items) else "index"  # per image
     fractions = (1.0 - float(val_fraction), float(val_fraction))
     for stratify in (True, False):  # stratified by grade; unstratified when strata are too small (tiny sets)
@@ -231,7 +242,25 @@ def build_datalists(
                 it.update(label=int(rng.integers(k)), true_label=-1, noise_group="mis_l", quality=0)
             fixed.append(it)
         train = fixed
+    if min_train is not None and len(train) < int(min_train):
+        raise ValueError(
+            f"batch_size={int(min_train)} but the training split of '{dataset_dir}' has {len(train)} image(s) (of "
+            f"{len(items)}, val_fraction={val_fraction}): with drop_last no batch would be trained. Lower --batch_size "
+            f"to at most {len(train)}, lower --val_fraction, or add images."
+        )
     return {"train": _clean(train), "val": _clean(val)}
+
+
+def _check_labels(name: str, dataset_dir: Any, split: str, items: Sequence[Mapping[str, Any]], k: int) -> None:
+    """Every gradable label in ``[0, k)`` (the message names an offending image and the setting to change)."""
+    bad = [it for it in items if int(it["label"]) != UNGRADABLE and not 0 <= int(it["label"]) < k]
+    if bad:
+        top = max(int(it["label"]) for it in items if int(it["label"]) != UNGRADABLE)
+        raise ValueError(
+            f"num_classes={k} but {len(bad)} label(s) of the {name} '{split}' split in '{dataset_dir}' are outside "
+            f"0..{k - 1} (e.g. '{bad[0]['image']}' has label {int(bad[0]['label'])}; the largest label is {top}). "
+            f"Pass --num_classes {top + 1} (and {top + 1} --class_names), or fix the labels."
+        )
 
 
 def eval_datalist(
@@ -251,6 +280,8 @@ def eval_datalist(
     if split is None:
         return build_datalists(name, dataset_dir, reader_options=reader_options, **split_kwargs)["val"]
     items = [it for it in _read(name, dataset_dir, split, reader_options) if int(it["label"]) != UNGRADABLE]
+    if split_kwargs.get("num_classes") is not None:
+        _check_labels(name, dataset_dir, split, items, int(split_kwargs["num_classes"]))
     if not items:
         raise DatasetNotFoundError(dataset_help(name, dataset_dir, f"Split '{split}' has no gradable image."))
     return _clean(items)
@@ -276,6 +307,230 @@ def attach(handler: Any, engine: Engine) -> Any:
     if handler is not None:
         handler.attach(engine)
     return handler
+
+
+class SettingError(ValueError):
+    """A bundle setting (top-level key) with a wrong type, a value out of range, or an unknown key."""
+
+
+class InvalidSettings(SystemExit):
+    """Raised by :func:`validate_settings`: ``python -m monai.bundle run`` then exits with status 1 and prints only
+    the message (one line per problem), not MONAI's traceback of the config expression. ``errors`` lists the
+    problems."""
+
+    def __init__(self, message: str, errors: Sequence[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = list(errors)
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _close(word: str, options: Sequence[str]) -> str:
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def parse_setting(key: str, value: Any, spec: Any) -> Any:
+    """Check one setting against its :class:`~monai_qmix.bundles.template.Setting` and return the parsed value.
+
+    Strings from the command line are parsed: booleans from ``true/false/1/0/yes/no`` (any case), integers and
+    numbers from their decimal text, ``null`` / ``none`` for nullable settings.
+
+    Args:
+        key: the setting's name (for the message).
+        value: the value given (after MONAI's and fire's parsing of the command line).
+        spec: its :class:`~monai_qmix.bundles.template.Setting`.
+
+    Returns:
+        the value, parsed (e.g. ``False`` for ``"false"``).
+
+    Raises:
+        SettingError: naming the key, the value and what is expected.
+    """
+
+    def bad(extra: str = "") -> SettingError:
+        return SettingError(
+            f"setting '{key}': got {value!r} ({type(value).__name__}); expected {spec.expected()}.{extra}"
+        )
+
+    text = value.strip() if isinstance(value, str) else None
+    if value is None or (spec.nullable and text is not None and text.lower() in ("null", "none")):
+        if spec.nullable:
+            return None
+        raise bad()
+    if text is not None and text in spec.also:
+        return text
+    kind = spec.kind
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if text is not None and text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise bad()
+    if kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise bad()
+        if kind == "int":
+            if isinstance(value, int):
+                v: Any = value
+            elif text is not None and re.fullmatch(r"[+-]?\d+", text):
+                v = int(text)
+            else:
+                raise bad()
+        else:
+            if isinstance(value, (int, float)):
+                v = float(value)
+            else:
+                try:
+                    v = float(text) if text is not None else None
+                except ValueError:
+                    v = None
+            if v is None or not math.isfinite(v):
+                raise bad()
+        if spec.low is not None and (v < spec.low or (spec.low_open and v == spec.low)):
+            raise bad()
+        if spec.high is not None and (v > spec.high or (spec.high_open and v == spec.high)):
+            raise bad()
+        return v
+    if kind in ("str", "path"):
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or (kind == "path" and not value):
+            raise bad()
+        if spec.choices is not None and value not in spec.choices:
+            raise bad(_close(value, spec.choices))
+        return value
+    if kind in ("floats", "strs"):
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        if kind == "strs":
+            if not all(isinstance(v, str) for v in value):
+                raise bad()
+            return list(value)
+        if spec.length is not None and len(value) != spec.length:
+            raise bad()
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+            raise bad()
+        if spec.low is not None and any(v < spec.low or (spec.low_open and v == spec.low) for v in value):
+            raise bad()
+        return [float(v) for v in value]
+    if kind == "dict":
+        if not isinstance(value, Mapping):
+            raise bad()
+        return dict(value)
+    raise ValueError(f"Setting of '{key}': unknown kind {kind!r}.")
+
+
+def _find_parser() -> Any:
+    """The ``ConfigParser`` evaluating the current config expression (found on the call stack)."""
+    from monai.bundle import ConfigParser
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, ConfigParser):
+            return obj
+        parser = getattr(obj, "parser", None)
+        if isinstance(parser, ConfigParser):
+            return parser
+        frame = frame.f_back
+    raise RuntimeError("validate_settings: call it from a bundle config expression, or pass parser=.")
+
+
+@functools.cache
+def _known_keys(bundle: str, family: str) -> frozenset[str]:
+    from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS
+
+    from monai_qmix.bundles import template
+
+    spec = BUNDLE_SPECS[bundle]
+    if family == "audit":
+        configs = [template.audit_config(spec)]
+    else:
+        configs = [
+            template.train_config(spec),
+            template.evaluate_config(spec),
+            template.inference_config(spec),
+            template.multi_gpu_config(spec),
+        ]
+    keys = {k for c in configs for k in c if "#" not in k} | {"_meta_", "execute_config", "save_execute_config"}
+    for tracking in DEFAULT_EXP_MGMT_SETTINGS.values():  # keys that MONAI's --tracking adds
+        keys |= set(tracking.get("configs", {}))
+    return frozenset(keys)
+
+
+def validate_settings(workflow: str, bundle: str, parser: Any = None, write_back: bool = True) -> dict[str, Any]:
+    """Check every top-level setting of a bundle workflow at once, before any data is generated or loaded.
+
+    The first step of ``initialize`` in every rendered config (``train``, ``evaluate``, ``inference``, multi-GPU
+    ``train``, ``audit``; ``export``: required by ``network_def``, so ``ckpt_export`` checks too):
+
+    * every setting of :data:`~monai_qmix.bundles.template.SETTINGS` (``AUDIT_SETTINGS`` for ``audit``) against its
+      type and range; command-line strings are parsed (``--progress false`` is ``False``) and, with
+      ``write_back``, written back into the config;
+    * unknown top-level keys (e.g. ``--epoch 50``) are refused, with the closest known key suggested;
+    * ``train``: ``warmup_epochs < epochs`` for the two-network methods (otherwise QMix / DivideMix never run).
+
+    Args:
+        workflow: ``train``, ``evaluate``, ``inference``, ``export`` or ``audit``.
+        bundle: the bundle's name (its rendered configs give the known keys).
+        parser: the ``ConfigParser`` (default: the one evaluating this expression).
+        write_back: replace parsed values in the config (only safe as the first step of ``initialize``).
+
+    Returns:
+        ``{key: parsed value}`` of the settings present.
+
+    Raises:
+        InvalidSettings: (a ``SystemExit``) one line per problem: key, value, what is expected.
+    """
+    from monai_qmix.bundles.template import AUDIT_SETTINGS, SETTINGS
+
+    parser = parser if parser is not None else _find_parser()
+    family = "audit" if workflow == "audit" else "train"
+    specs = AUDIT_SETTINGS if family == "audit" else SETTINGS
+    cfg = parser.get()
+    known = _known_keys(bundle, family)
+    errors = [
+        f"unknown setting '{k}' (not a key of the {bundle} bundle's configs)."
+        + (_close(k, sorted(specs)) or _close(k, known))
+        for k in cfg
+        if k not in known
+    ]
+    values: dict[str, Any] = {}
+    updates: dict[str, Any] = {}
+    for key, spec in specs.items():
+        if key not in cfg:
+            continue
+        raw = cfg[key]
+        computed = isinstance(raw, str) and raw[:1] in ("$", "@", "%")
+        try:
+            value = parser.get_parsed_content(key) if computed else raw
+            values[key] = parse_setting(key, value, spec)
+        except SettingError as e:
+            errors.append(str(e))
+            continue
+        if not computed and (values[key] != raw or type(values[key]) is not type(raw)):
+            updates[key] = values[key]
+    if workflow == "train" and not errors:
+        method, epochs, warmup = values.get("method"), values.get("epochs"), values.get("warmup_epochs")
+        if method in ("qmix", "dividemix") and epochs is not None and warmup is not None and warmup >= epochs:
+            errors.append(
+                f"setting 'warmup_epochs': got {warmup} with epochs={epochs}; expected warmup_epochs < epochs for "
+                f"method={method!r} (otherwise the whole run is warm-up and {method} never runs). Lower "
+                "--warmup_epochs, raise --epochs, or use --method standard."
+            )
+    if errors:
+        head = f"{len(errors)} invalid setting(s) of the {bundle} bundle ({workflow}):" if len(errors) > 1 else ""
+        raise InvalidSettings("\n".join([head, *errors]) if head else errors[0], errors)
+    if write_back and updates:
+        for key, value in updates.items():
+            parser[key] = value
+        parser.parse(reset=True)
+    return values
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -21,6 +21,7 @@ Design (see ``docs/README.md`` of a rendered bundle for the user view):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from monai_qmix.bundles.specs import QMIX_REFERENCE, SYNTHETIC_COMMAND, BundleSpec
@@ -29,6 +30,9 @@ from monai_qmix.losses import get_qmix_preset
 
 __all__ = [
     "PINNED_VERSIONS",
+    "SETTINGS",
+    "AUDIT_SETTINGS",
+    "Setting",
     "hyper_parameters",
     "train_config",
     "evaluate_config",
@@ -63,6 +67,139 @@ _START = [
     "$monai.utils.set_determinism(seed=@seed)",
 ]
 _AUG = "monai_qmix.transforms.augment"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Type and range of one top-level bundle setting, checked by ``monai_qmix.bundles.scripts.validate_settings``
+    at the start of every workflow (before any data is generated or loaded).
+
+    Attributes:
+        kind: ``int``, ``float``, ``bool`` (true/false/1/0/yes/no), ``str``, ``path`` (a non-empty string),
+            ``floats`` (a list of numbers), ``strs`` (a list of strings) or ``dict``.
+        low: smallest allowed value (``int`` / ``float``), inclusive unless ``low_open``.
+        high: largest allowed value, inclusive unless ``high_open``.
+        choices: allowed values (``str``).
+        nullable: ``null`` / ``None`` is allowed.
+        length: required list length (``floats``).
+        low_open: ``low`` itself is excluded.
+        high_open: ``high`` itself is excluded.
+        also: values allowed besides the kind (e.g. ``"auto"`` for a number).
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+    length: int | None = None
+    low_open: bool = False
+    high_open: bool = False
+    also: tuple[str, ...] = ()
+
+    def expected(self) -> str:
+        """What the setting accepts, in words (for error messages and the README)."""
+        if self.kind == "bool":
+            text = "true or false (also 1/0, yes/no)"
+        elif self.kind in ("int", "float"):
+            text = "an integer" if self.kind == "int" else "a number"
+            bounds = [f"{'>' if self.low_open else '>='} {self.low:g}"] if self.low is not None else []
+            bounds += [f"{'<' if self.high_open else '<='} {self.high:g}"] if self.high is not None else []
+            text += (" " + " and ".join(bounds)) if bounds else ""
+        elif self.choices is not None:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.kind == "floats":
+            text = f"a list of {self.length} numbers" if self.length else "a list of numbers"
+        elif self.kind == "strs":
+            text = "a list of strings"
+        elif self.kind == "dict":
+            text = "a mapping (JSON object)"
+        elif self.kind == "path":
+            text = "a path (non-empty string)"
+        else:
+            text = "a string"
+        if self.also:
+            text += " or " + " or ".join(repr(a) for a in self.also)
+        if self.nullable:
+            text += " or null"
+        return text
+
+
+_POS_INT = Setting("int", low=1)
+_SEED = Setting("int", low=0)
+_WEIGHT = Setting("float", low=0)
+_FRACTION = Setting("float", low=0, high=1, low_open=True, high_open=True)
+_PATH_SETTINGS = ("dataset_dir", "output_dir", "ckpt_dir", "ckpt_path", "resume", "num_classes", "input_dir")
+_BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50", "densenet121", "efficientnet-b0", "small_cnn")
+
+#: every top-level setting of ``train.json`` / ``evaluate.json`` / ``inference.json`` / ``multi_gpu_train.json``: the
+#: one table of types and ranges (a test checks that every documented hyper-parameter has an entry).
+SETTINGS: dict[str, Setting] = {
+    "bundle_root": Setting("path"),
+    "dataset_dir": Setting("path"),
+    "output_dir": Setting("path"),
+    "ckpt_dir": Setting("path"),
+    "ckpt_path": Setting("path"),
+    "resume": Setting("path", nullable=True, also=("auto",)),
+    "method": Setting("str", choices=("qmix", "dividemix", "standard")),
+    "network": Setting("str", choices=_BACKBONES),
+    "pretrained_path": Setting("path", nullable=True),
+    "image_size": Setting("int", low=8),
+    "batch_size": _POS_INT,
+    "epochs": _POS_INT,
+    "warmup_epochs": _SEED,
+    "lr": Setting("float", low=0, low_open=True),
+    "weight_decay": _WEIGHT,
+    "omega0": Setting("float", low=0, high=1),
+    "omega_schedule": Setting("str", choices=("constant", "linear", "cosine", "step")),
+    "lambda_c": _WEIGHT,
+    "tau": Setting("float", low=0, low_open=True),
+    "lambda_m": _WEIGHT,
+    "lambda_reg": _WEIGHT,
+    "gmm_n_init": _POS_INT,
+    "test_mode": Setting("str", choices=("ensemble", "net_a", "net_b")),
+    "key_metric": Setting("str", choices=("qwk", "accuracy", "macro_f1", "auc_ovr")),
+    "noise_preset": Setting("str", nullable=True),
+    "noise_seed": _SEED,
+    "val_fraction": _FRACTION,
+    "val_interval": _POS_INT,
+    "seed": _SEED,
+    "num_workers": _SEED,
+    "num_threads": Setting("int", low=1, nullable=True),
+    "fov_crop": Setting("bool"),
+    "progress": Setting("bool"),
+    "reader_options": Setting("dict"),
+    "normalization": Setting("str", choices=("fundus", "per_image")),
+    "norm_mean": Setting("floats", length=3),
+    "norm_std": Setting("floats", length=3, low=0, low_open=True),
+    "synthdr_num": Setting("int", low=10),
+    "synthdr_size": Setting("int", low=16),
+    "num_classes": Setting("int", low=2),
+    "class_names": Setting("strs"),
+    "eval_split": Setting("str", nullable=True),
+    "input_dir": Setting("path"),
+    "prediction_csv": Setting("path"),
+}
+
+#: the settings of ``audit.json`` (a standalone workflow with its own keys).
+AUDIT_SETTINGS: dict[str, Setting] = {
+    **{k: SETTINGS[k] for k in ("bundle_root", "dataset_dir", "output_dir", "reader_options", "num_classes")},
+    **{k: SETTINGS[k] for k in ("network", "normalization", "norm_mean", "norm_std", "synthdr_num", "synthdr_size")},
+    "split": Setting("str"),
+    "checkpoint": Setting("path", nullable=True),
+    "folds": Setting("int", low=2),
+    "epochs": _POS_INT,
+    "backbone": Setting("str"),
+    "image_size": Setting("int", low=8),
+    "flips": Setting("str"),
+    "quality_threshold": Setting("float", also=("auto",)),
+    "low_quality_rule": Setting("str", choices=("fov", "model", "either", "both")),
+    "per_class": Setting("bool"),
+    "top_k": _POS_INT,
+    "seed": _SEED,
+    "num_threads": SETTINGS["num_threads"],
+    "progress": Setting("bool"),
+}
 
 
 def _reader(spec: BundleSpec) -> str:
@@ -118,6 +255,7 @@ def _net(disabled: str | None = None) -> dict[str, Any]:
         "num_classes": "@num_classes",
         "backbone": "@network",
         "pretrained_path": "@pretrained_path",
+        "_requires_": "@settings_check",  # ckpt_export checks the settings too (it runs no initialize)
     }
     if disabled:
         d["_disabled_"] = disabled
@@ -164,7 +302,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
         "datalists": (
             f"${_SCRIPTS}.build_datalists(@dataset_name, @dataset_dir, val_fraction=@val_fraction, seed=@seed, "
             "reader_options=@reader_options, noise_preset=@noise_preset, noise_seed=@noise_seed, "
-            "cache_dir=@output_dir + '/noise_cache', num_classes=@num_classes, synthdr=@synthdr)"
+            "cache_dir=@output_dir + '/noise_cache', num_classes=@num_classes, synthdr=@synthdr, min_train=@batch_size)"
         ),
         "network_def": _net(),
         "network_b_def": _net("$@method == 'standard'"),
@@ -422,7 +560,9 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             "load_dict": "$@checkpoint_saver.objects",
             "map_location": "@device",
         },
+        "settings_check": f"${_SCRIPTS}.validate_settings('export', '{spec.name}', write_back=False)",
         "initialize": [
+            f"${_SCRIPTS}.validate_settings('train', '{spec.name}')",
             *_START,
             f"${_SCRIPTS}.attach(@resume_loader, @train#trainer)",
             f"${_SCRIPTS}.attach(@checkpoint_saver, @train#trainer)",
@@ -432,7 +572,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
     }
     if not synthetic:
         del cfg["synthdr"]
-        cfg["datalists"] = cfg["datalists"].replace(", synthdr=@synthdr", "")
+        cfg["datalists"] = cfg["datalists"].replace(", synthdr=@synthdr,", ",")
     return cfg
 
 
@@ -469,6 +609,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         "inferer": "@validate#inferer",
         "evaluator": "@validate#evaluator",
         "initialize": [
+            f"${_SCRIPTS}.validate_settings('evaluate', '{spec.name}')",
             *_START,
         ],
         "run": ["$@validate#evaluator.run()"],
@@ -510,6 +651,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "amp": "@amp",
         },
         "initialize": [
+            f"${_SCRIPTS}.validate_settings('inference', '{spec.name}')",
             *_START,
         ],
         "run": ["$@evaluator.run()"],
@@ -555,6 +697,7 @@ def multi_gpu_config(spec: BundleSpec) -> dict[str, Any]:
         },
         "validate#dataloader#sampler": "@validate#sampler",
         "initialize": [
+            f"${_SCRIPTS}.validate_settings('train', '{spec.name}')",
             "$import torch.distributed as dist",
             "$dist.is_initialized() or dist.init_process_group(backend=@backend)",
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
@@ -585,8 +728,13 @@ def audit_config(spec: BundleSpec) -> dict[str, Any]:
     hp = hyper_parameters(spec)
     synthetic = spec.name == "synthetic"
     cfg: dict[str, Any] = {
-        "imports": ["$import torch", "$import monai", "$import monai_qmix", "$import monai_qmix.audit.cli"]
-        + ([f"$import {_SCRIPTS}"] if synthetic else []),
+        "imports": [
+            "$import torch",
+            "$import monai",
+            "$import monai_qmix",
+            "$import monai_qmix.audit.cli",
+            f"$import {_SCRIPTS}",
+        ],
         "bundle_root": f"bundles/qmix_{spec.name}",
         "dataset_name": spec.name,
         "reader": _reader(spec),
@@ -632,8 +780,9 @@ def audit_config(spec: BundleSpec) -> dict[str, Any]:
             "low_quality_rule=@low_quality_rule, per_class=@per_class, flips=@flips, top_k=@top_k, seed=@seed, "
             "device=@device, progress=@progress, network=@network_def, input_transform=@input_transform)"
         ),
+        "settings_check": f"${_SCRIPTS}.validate_settings('audit', '{spec.name}', write_back=False)",
         "initialize": [
-            "$monai.utils.look_up_option(@normalization, ['fundus', 'per_image'])",
+            f"${_SCRIPTS}.validate_settings('audit', '{spec.name}')",
             *_START,
         ],
         "run": ["$print(monai_qmix.audit.cli.audit_summary(*@audit, out=@output_dir))"],
@@ -910,6 +1059,21 @@ def readme(spec: BundleSpec) -> str:
         "after its end); Ω(t) follows the new `epochs` too. A smaller `--epochs` than the checkpoint's epoch is",
         "refused. Resume with the settings of the interrupted run (`method`, `network`, `batch_size`, ...): a",
         "checkpoint without an object of the new settings (e.g. no network B for `--method qmix`) is refused.",
+        "",
+        "## Settings are checked first",
+        "",
+        "Every workflow (train, evaluate, inference, multi-GPU, audit, and `ckpt_export`) first checks every",
+        "top-level setting against the table below, before any data is generated or loaded, and stops with one line",
+        "per problem naming the key, the value and what is expected (exit status 1, no traceback): e.g.",
+        "`--epochs two`, `--gmm_n_init 0`, `--method qmx` (\"did you mean 'qmix'?\"), an unknown key such as",
+        "`--epoch 50` (\"did you mean 'epochs'?\"), or `warmup_epochs >= epochs` with `qmix` / `dividemix` (the whole",
+        "run would be warm-up). Booleans accept true/false, 1/0, yes/no (any case), so `--progress false` is off.",
+        "Reading the dataset then checks that every label is below `num_classes` (naming an offending image) and",
+        "that the training split holds at least one batch (`batch_size`; the last incomplete batch is dropped).",
+        "",
+        "| setting | expected |",
+        "|---|---|",
+        *[f"| `{k}` | {v.expected()} |" for k, v in SETTINGS.items() if k in hp or k in _PATH_SETTINGS],
         "",
         "## Audit: probably mislabelled and low-quality images",
         "",

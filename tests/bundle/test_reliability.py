@@ -20,7 +20,11 @@ from pathlib import Path
 
 import torch
 from ignite.engine import Events
+from parameterized import parameterized
 
+from monai_qmix.bundles import BUNDLE_SPECS, render_bundle
+from monai_qmix.bundles.scripts import InvalidSettings, SettingError, parse_setting
+from monai_qmix.bundles.template import AUDIT_SETTINGS, SETTINGS, Setting, hyper_parameters
 from monai_qmix.handlers.checkpoint import SAVER_KEY
 from tests.bundle.layouts import make_dataset
 from tests.bundle.test_bundles import REPO, TINY, bundle_files, initialized, workflow
@@ -120,6 +124,160 @@ class TestSigterm(unittest.TestCase):
                 ckpt = _load(os.path.join(tmp, "models", f))
                 self.assertIn("network_a", ckpt)
             self.assertGreaterEqual(_load(str(last))["trainer"]["iteration"], 1)
+
+
+#: (overrides, text every message must contain) for the train workflow; each is refused at initialize.
+BAD_SETTINGS = [
+    ({"epoch": 50}, ["unknown setting 'epoch'", "Did you mean 'epochs'?"]),
+    ({"resume_ckpt": "x.pt"}, ["unknown setting 'resume_ckpt'", "Did you mean 'resume'?"]),
+    ({"epochs": "two"}, ["setting 'epochs': got 'two' (str); expected an integer >= 1"]),
+    ({"image_size": "abc"}, ["setting 'image_size': got 'abc'", "an integer >= 8"]),
+    ({"gmm_n_init": 0}, ["setting 'gmm_n_init': got 0 (int); expected an integer >= 1"]),
+    ({"progress": "maybe"}, ["setting 'progress': got 'maybe'", "true or false"]),
+    ({"method": "qmx"}, ["setting 'method'", "Did you mean 'qmix'?"]),
+    ({"lr": 0}, ["setting 'lr': got 0", "a number > 0"]),
+    ({"val_fraction": 1.5}, ["setting 'val_fraction'", "> 0 and < 1"]),
+    ({"norm_mean": [0.5, 0.5]}, ["setting 'norm_mean'", "a list of 3 numbers"]),
+    ({"epochs": 3, "warmup_epochs": 3}, ["warmup_epochs < epochs for method='qmix'"]),
+    ({"epochs": 2, "warmup_epochs": 5, "method": "dividemix"}, ["method='dividemix'"]),
+]
+
+
+def init_error(name: str, workflow_type: str, files: list[str], **overrides) -> InvalidSettings:
+    wf = workflow(name, files, workflow_type, **overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            wf.initialize()
+        except InvalidSettings as e:
+            return e
+    raise AssertionError(f"{overrides} was accepted")
+
+
+class TestSettings(unittest.TestCase):
+    def test_one_table(self):
+        # every documented hyper-parameter and every path / setting key of the rendered configs has a spec
+        for name in BUNDLE_SPECS:
+            self.assertEqual(set(hyper_parameters(BUNDLE_SPECS[name])) - set(SETTINGS), set(), name)
+            for k, v in hyper_parameters(BUNDLE_SPECS[name]).items():  # the defaults pass their own spec
+                self.assertEqual(parse_setting(k, v, SETTINGS[k]), v, k)
+        import json
+
+        train = json.loads(render_bundle("aptos")["configs/train.json"])
+        audit = json.loads(render_bundle("synthetic")["configs/audit.json"])
+        for key in ("dataset_dir", "output_dir", "ckpt_dir", "resume", "num_classes", "class_names"):
+            self.assertIn(key, train)
+            self.assertIn(key, SETTINGS)
+        for key, spec in AUDIT_SETTINGS.items():
+            self.assertIn(key, audit)
+            if not (isinstance(audit[key], str) and audit[key].startswith("$")):
+                parse_setting(key, audit[key], spec)
+
+    @parameterized.expand(
+        [
+            (True, True), (False, False), ("false", False), ("False", False), ("TRUE", True), (" yes ", True),
+            ("no", False), ("1", True), ("0", False), (1, True), (0, False),
+        ]
+    )  # fmt: skip
+    def test_booleans(self, given, parsed):
+        self.assertIs(parse_setting("progress", given, Setting("bool")), parsed)
+
+    @parameterized.expand([("maybe",), ("",), (2,), (None,), ("off",)])
+    def test_bad_booleans(self, given):
+        with self.assertRaisesRegex(SettingError, "setting 'progress'"):
+            parse_setting("progress", given, Setting("bool"))
+
+    def test_numbers_and_null(self):
+        self.assertEqual(parse_setting("epochs", "12", SETTINGS["epochs"]), 12)
+        self.assertEqual(parse_setting("lr", "1e-3", SETTINGS["lr"]), 0.001)
+        self.assertIsNone(parse_setting("noise_preset", "null", SETTINGS["noise_preset"]))
+        self.assertEqual(parse_setting("quality_threshold", "auto", AUDIT_SETTINGS["quality_threshold"]), "auto")
+        for key, value in (("epochs", 2.5), ("epochs", True), ("lr", float("nan")), ("epochs", None)):
+            with self.assertRaisesRegex(SettingError, f"setting '{key}'"):
+                parse_setting(key, value, SETTINGS[key])
+
+    @parameterized.expand([(i,) for i in range(len(BAD_SETTINGS))])
+    def test_refused_at_initialize(self, i):
+        overrides, parts = BAD_SETTINGS[i]
+        with tempfile.TemporaryDirectory() as tmp:
+            # the dataset folder does not exist: the settings are refused before any data is looked at
+            common = {**TINY, "bundle_root": tmp, "dataset_dir": os.path.join(tmp, "none"), **overrides}
+            e = init_error("aptos", "train", ["train"], **common)
+            for part in parts:
+                self.assertIn(part, e.message)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "models")))
+
+    def test_all_problems_at_once_and_every_workflow(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            common = {**TINY, "bundle_root": tmp, "dataset_dir": os.path.join(tmp, "none")}
+            e = init_error("synthetic", "train", ["train"], **{**common, "epochs": "two", "fov_crop": "nah"})
+            self.assertEqual(len(e.errors), 2)
+            self.assertIn("2 invalid setting(s)", e.message)
+            self.assertFalse(os.path.exists(os.path.join(tmp, "none")))  # SynthDR was not generated
+            for wf_type, files in (("eval", ["train", "evaluate"]), ("infer", ["train", "inference"])):
+                e = init_error("ddr", wf_type, files, **{**common, "batch_size": -1})
+                self.assertIn("setting 'batch_size': got -1", e.message)
+            e = init_error("ddr", "eval", ["train", "evaluate"], **{**common, "eval_splt": "test"})
+            self.assertIn("Did you mean 'eval_split'?", e.message)
+
+    def test_export_checks_settings(self):
+        from monai.bundle import ckpt_export
+
+        with tempfile.TemporaryDirectory() as tmp:
+            fake = os.path.join(tmp, "model.pt")
+            torch.save({"network_a": {}}, fake)
+            cfg = bundle_files("aptos")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                with self.assertRaises(InvalidSettings) as cm:
+                    ckpt_export(
+                        net_id="network_def",
+                        filepath=os.path.join(tmp, "model.ts"),
+                        ckpt_file=fake,
+                        key_in_ckpt="network_a",
+                        meta_file=cfg["metadata"],
+                        config_file=cfg["train"],
+                        bundle_root=tmp,
+                        network="resnet5",
+                    )
+            self.assertIn("Did you mean 'resnet50'?", cm.exception.message)
+
+    def test_booleans_parsed_in_the_config(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=12, size=32)
+            common = {**TINY, "bundle_root": tmp, "dataset_dir": data, "val_fraction": 0.25}
+            wf = initialized(workflow("aptos", ["train"], "train", **{**common, "progress": "false"}))
+            self.assertIs(wf.parser.get_parsed_content("progress"), False)
+            handlers = wf.parser.get_parsed_content("train#handlers")
+            self.assertFalse([h for h in handlers if type(h).__name__ == "ProgressBar"])
+            wf = initialized(workflow("aptos", ["train"], "train", **{**common, "progress": "yes", "fov_crop": "1"}))
+            self.assertTrue([h for h in wf.parser.get_parsed_content("train#handlers") if "ProgressBar" in str(h)])
+            names = [type(t).__name__ for t in wf.parser.get_parsed_content("train#deterministic_transforms")]
+            self.assertIn("CropFundusFOVd", names)
+
+    def test_labels_and_batch(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=12, size=32)
+            common = {**TINY, "bundle_root": tmp, "dataset_dir": data, "val_fraction": 0.25}
+            wf = workflow("aptos", ["train"], "train", **{**common, "num_classes": 3})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                with self.assertRaises(RuntimeError) as cm:
+                    wf.initialize()
+                    wf.run()
+            msg = str(cm.exception.__cause__)
+            self.assertIn("num_classes=3", msg)
+            self.assertIn("--num_classes 5", msg)
+            self.assertIn("has label 3", msg)
+            wf = workflow("aptos", ["train"], "train", **{**common, "batch_size": 16})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                with self.assertRaises(RuntimeError) as cm:
+                    wf.initialize()
+                    wf.run()
+            msg = str(cm.exception.__cause__)
+            self.assertIn("batch_size=16", msg)
+            self.assertIn("has 10 image(s)", msg)
 
 
 if __name__ == "__main__":
