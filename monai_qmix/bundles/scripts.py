@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DatasetNotFoundError",
     "GradePredictionWriter",
+    "ImageErrorGuard",
     "attach",
     "build_datalists",
     "checkpoint_objects",
@@ -44,6 +45,7 @@ __all__ = [
     "eval_datalist",
     "image_folder_datalist",
     "rank_zero_first",
+    "run_evaluation",
     "run_training",
     "TrainingInterrupted",
     "InvalidSettings",
@@ -552,13 +554,17 @@ def _quiet_known_errors(engine: Engine, known: tuple[type[BaseException], ...]) 
     """
     from ignite.engine import Events
 
+    handlers = engine._event_handlers[Events.EXCEPTION_RAISED]  # ignite 0.5: list of (fn, args, kwargs)
+
     def reraise_known(_engine: Engine, e: BaseException) -> None:
-        if isinstance(e, known) or _UNREADABLE.search(str(e)):
+        # known errors skip the traceback logging; others go on to the next handler, or are raised here when there
+        # is none (ignite swallows an exception that no EXCEPTION_RAISED handler raises)
+        if isinstance(e, known) or _unreadable(e) is not None or len(handlers) == 1:
             raise e
 
-    handlers = engine._event_handlers[Events.EXCEPTION_RAISED]  # ignite 0.5: list of (fn, args, kwargs)
     if not any(getattr(h[0], "__name__", "") == "reraise_known" for h in handlers):
-        handlers.insert(0, (reraise_known, (engine,), {}))
+        engine.add_event_handler(Events.EXCEPTION_RAISED, reraise_known)
+        handlers.insert(0, handlers.pop())  # first: ignite stops at the first handler that raises
 
 
 def _unreadable(e: BaseException) -> tuple[str, str] | None:
@@ -635,6 +641,80 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
     return trainer
 
 
+class ImageErrorGuard:
+    """Stop an engine at the first batch holding an image that failed to load, naming the file.
+
+    :class:`~monai_qmix.data.LoadFundusImaged` marks such images (``load_error``) instead of raising inside a
+    DataLoader worker; at ``GET_BATCH_COMPLETED`` this handler raises
+    :class:`~monai_qmix.data.UnreadableImageError` for the first marked image, in the main process, so
+    :func:`run_training` / :func:`run_evaluation` can stop with one line.
+
+    Args:
+        error_key: the batch key of the reasons.
+        image_key: the batch key of the images (their ``filename_or_obj`` metadata names the file).
+    """
+
+    def __init__(self, error_key: str = "load_error", image_key: str = "image") -> None:
+        self.error_key, self.image_key = error_key, image_key
+
+    def attach(self, engine: Engine) -> None:
+        """Check every batch as soon as it is loaded."""
+        from ignite.engine import Events
+
+        if not engine.has_event_handler(self, Events.GET_BATCH_COMPLETED):
+            engine.add_event_handler(Events.GET_BATCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """Raise for the first image of the batch that failed to load."""
+        from monai_qmix.data import UnreadableImageError
+
+        batch = engine.state.batch
+        if not isinstance(batch, Mapping) or self.error_key not in batch:
+            return
+        errors = batch[self.error_key]
+        errors = [errors] if isinstance(errors, str) else list(errors)
+        for i, error in enumerate(errors):
+            if error:
+                # the image, or its views (image_w1, image_s1, ...): any tensor with the file in its metadata
+                images = [batch.get(self.image_key), *batch.values()]
+                names: Any = next((m for v in images if (m := getattr(v, "meta", {}).get("filename_or_obj"))), [])
+                names = [names] if isinstance(names, str) else list(names)
+                raise UnreadableImageError(names[i] if i < len(names) else "?", error)
+
+
+def run_evaluation(evaluator: Engine, writer: GradePredictionWriter | None = None) -> Engine:
+    """``evaluator.run()`` for ``evaluate.json`` / ``inference.json``, with one-line failures.
+
+    * An unreadable image met by an :class:`ImageErrorGuard` (evaluation) stops the run with status 1 and one line
+      naming the file.
+    * Inference (``writer`` given): every readable image is predicted into ``writer.filepath``; when some images
+      could not be read they are listed (path, reason) in ``writer.failed_filepath`` and the process exits with
+      status 1 and one line saying so.
+
+    Raises:
+        SystemExit: as above.
+    """
+    _quiet_known_errors(evaluator, (KeyboardInterrupt,))
+    try:
+        evaluator.run()
+    except Exception as e:
+        bad = _unreadable(e)
+        if bad is None:
+            raise
+        raise SystemExit(
+            f"Unreadable image '{bad[0]}': {bad[1]}. Fix or remove it (list them all: python -m "
+            "monai_qmix.data.prepare --check --dataset_dir D)."
+        ) from None
+    if writer is not None and writer.failures:
+        n, total = len(writer.failures), len(writer.failures) + len(writer.rows)
+        raise SystemExit(
+            f"{n} of {total} images could not be read (e.g. '{writer.failures[0][0]}': {writer.failures[0][1]}); "
+            f"listed with the reason in {writer.failed_filepath}; the {len(writer.rows)} others are predicted in "
+            f"{writer.filepath}."
+        )
+    return evaluator
+
+
 def checkpoint_objects(**objects: Any) -> dict[str, Any]:
     """The given objects without the ``None`` ones (e.g. no ``network_b`` for ``method="standard"``).
 
@@ -664,6 +744,9 @@ class GradePredictionWriter:
         self.class_names = list(class_names) if class_names is not None else None
         self.name = name
         self.rows: list[list[Any]] = []
+        self.failures: list[list[str]] = []
+        root, ext = os.path.splitext(self.filepath)
+        self.failed_filepath = f"{root}_failed{ext or '.csv'}"
 
     def attach(self, engine: Engine) -> None:
         """Collect at every iteration, write at the end of the run."""
@@ -677,13 +760,24 @@ class GradePredictionWriter:
             engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _started(self, engine: Engine) -> None:
-        self.rows = []
+        self.rows, self.failures = [], []
 
     def __call__(self, engine: Engine) -> None:
-        """Collect the rows of the current batch (decollated list of dicts or batch dict)."""
+        """Collect the rows of the current batch (decollated list of dicts or batch dict); images that failed to
+        load (``load_error`` of :class:`~monai_qmix.data.LoadFundusImaged` in the batch) go to :attr:`failures`."""
         out = engine.state.output
         items = out if isinstance(out, list) else [dict(zip(out, v)) for v in zip(*out.values())]
-        for it in items:
+        batch = engine.state.batch
+        if isinstance(batch, Mapping):
+            errors = list(batch.get("load_error") or [""] * len(items))
+        else:
+            errors = [b.get("load_error", "") if isinstance(b, Mapping) else "" for b in (batch or [])]
+        errors += [""] * (len(items) - len(errors))
+        for it, error in zip(items, errors):
+            if error:
+                img = it.get("image")
+                self.failures.append([str(getattr(img, "meta", {}).get("filename_or_obj", "")), str(error)])
+                continue
             prob = torch.as_tensor(it["pred"]).detach().float().reshape(-1).cpu()
             img = it.get("image")
             fname = getattr(img, "meta", {}).get("filename_or_obj", "") if img is not None else ""
@@ -693,6 +787,14 @@ class GradePredictionWriter:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             if torch.distributed.get_rank() > 0:
                 return
+        if self.failures:
+            os.makedirs(os.path.dirname(os.path.abspath(self.failed_filepath)), exist_ok=True)
+            with open(self.failed_filepath, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["image", "reason"])
+                w.writerows(self.failures)
+        elif os.path.isfile(self.failed_filepath):
+            os.remove(self.failed_filepath)  # from an earlier run: no longer true
         if not self.rows:
             warnings.warn("GradePredictionWriter: no prediction to write.", stacklevel=2)
             return

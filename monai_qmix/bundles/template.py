@@ -341,13 +341,9 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
         },
         "train": {
             "deterministic_transforms": [
-                {
-                    "_target_": "monai.transforms.LoadImaged",
-                    "keys": "image",
-                    "reader": "PILReader",
-                    "converter": "$lambda im: im.convert('RGB')",
-                    "image_only": True,
-                },
+                # PILReader + to_rgb (16-bit grey scaled by its depth); unreadable images are marked in
+                # "load_error" and stop the run in the main process (ImageErrorGuard) or are listed (inference)
+                {"_target_": "monai_qmix.data.LoadFundusImaged", "keys": "image"},
                 {"_target_": "monai.transforms.EnsureChannelFirstd", "keys": "image", "channel_dim": -1},
                 {
                     "_target_": "monai.transforms.ScaleIntensityRanged",
@@ -428,6 +424,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             },
             "inferer": {"_target_": "monai.inferers.SimpleInferer"},
             "handlers": [
+                {"_target_": f"{_SCRIPTS}.ImageErrorGuard"},
                 {
                     "_target_": "monai.handlers.ValidationHandler",
                     "validator": "@validate#evaluator",
@@ -516,6 +513,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             },
             "metrics": "$monai_qmix.handlers.grading_metric_set(@num_classes, prefix='val_', key=@key_metric)",
             "handlers": [
+                {"_target_": f"{_SCRIPTS}.ImageErrorGuard"},
                 {
                     "_target_": "monai.handlers.StatsHandler",
                     "_disabled_": "@is_not_rank0",
@@ -596,6 +594,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         ),
         "validate#handlers": [
             _loader_handler(),
+            {"_target_": f"{_SCRIPTS}.ImageErrorGuard"},
             {"_target_": "monai.handlers.StatsHandler", "name": None, "iteration_log": False},
             {
                 "_target_": "monai.handlers.MetricsSaver",
@@ -612,7 +611,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
             f"${_SCRIPTS}.validate_settings('evaluate', '{spec.name}')",
             *_START,
         ],
-        "run": ["$@validate#evaluator.run()"],
+        "run": [f"${_SCRIPTS}.run_evaluation(@validate#evaluator)"],
         "finalize": [],
     }
 
@@ -654,7 +653,7 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             f"${_SCRIPTS}.validate_settings('inference', '{spec.name}')",
             *_START,
         ],
-        "run": ["$@evaluator.run()"],
+        "run": [f"${_SCRIPTS}.run_evaluation(@evaluator, @handlers#1)"],  # handlers#1: the writer
         "finalize": [],
     }
 
@@ -1074,6 +1073,18 @@ def readme(spec: BundleSpec) -> str:
         "| setting | expected |",
         "|---|---|",
         *[f"| `{k}` | {v.expected()} |" for k, v in SETTINGS.items() if k in hp or k in _PATH_SETTINGS],
+        "",
+        "## Unreadable images",
+        "",
+        "Check a dataset before training: `python -m monai_qmix.data.prepare --check --dataset "
+        f"{_reader(spec)} --dataset_dir D`",
+        "(or `--check --dataset_dir FOLDER` for every image file below it) prints one `path<TAB>reason` line per",
+        "missing, empty, corrupt / truncated / fake, wrong-mode (e.g. CMYK) or wrong-depth (32-bit) image and exits",
+        "with status 1 when there is one. During training an unreadable image stops the run with one line naming",
+        "the file and the reason (`model_last.pt` keeps the last completed epoch; fix the image, then",
+        "`--resume auto`). Inference predicts every readable image into `predictions.csv`, lists the others with",
+        "the reason in `predictions_failed.csv` and then exits with status 1. 16-bit grey images are scaled by",
+        "their bit depth (`/ 65535`), not clipped.",
         "",
         "## Audit: probably mislabelled and low-quality images",
         "",

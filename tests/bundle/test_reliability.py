@@ -97,6 +97,44 @@ class TestResume(unittest.TestCase):
             self.assertAlmostEqual(best["best_metric"], max(qwk))
 
 
+class TestRunTraining(unittest.TestCase):
+    def test_other_exception_propagates_and_last_checkpoint_stays(self):
+        from ignite.engine import Engine
+
+        from monai_qmix.bundles.scripts import run_training
+        from monai_qmix.handlers import AtomicCheckpointSaver
+
+        with tempfile.TemporaryDirectory() as tmp:
+            net = torch.nn.Linear(2, 1)
+
+            def step(engine, batch):
+                if engine.state.epoch == 2:
+                    raise RuntimeError("boom in epoch 2")
+
+            engine = Engine(step)
+            saver = AtomicCheckpointSaver(tmp, {"trainer": engine, "net": net})
+            saver.attach(engine)
+            with self.assertRaisesRegex(RuntimeError, "boom in epoch 2"):
+                run_training(_Runner(engine, [0, 1], 3), saver)
+            self.assertEqual(sorted(os.listdir(tmp)), ["model_last.pt"])
+            self.assertEqual(_load(os.path.join(tmp, "model_last.pt"))["trainer"]["iteration"], 2)
+            self.assertIs(signal.getsignal(signal.SIGTERM), signal.SIG_DFL)  # the SIGTERM handler is restored
+
+
+class _Runner:
+    """An engine whose ``run()`` takes no arguments, as the bundles' trainer."""
+
+    def __init__(self, engine, data, max_epochs):
+        self.engine, self.data, self.max_epochs = engine, data, max_epochs
+        self.state = engine.state
+        self._event_handlers = engine._event_handlers
+        self.add_event_handler = engine.add_event_handler
+
+    def run(self):
+        self.engine.run(self.data, max_epochs=self.max_epochs)
+        self.state = self.engine.state
+
+
 class TestSigterm(unittest.TestCase):
     def test_sigterm_keeps_loadable_checkpoints(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -278,6 +316,75 @@ class TestSettings(unittest.TestCase):
             msg = str(cm.exception.__cause__)
             self.assertIn("batch_size=16", msg)
             self.assertIn("has 10 image(s)", msg)
+
+
+class TestImages(unittest.TestCase):
+    def test_unreadable_training_image_stops_with_one_line(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
+            wf = initialized(workflow("aptos", ["train"], "train", bundle_root=tmp, dataset_dir=data, **RUN))
+            victim = wf.parser.get_parsed_content("datalists")["train"][0]["image"]
+
+            def corrupt(engine):  # the file breaks after epoch 1 (e.g. a network share that went away)
+                with open(victim, "wb") as f:
+                    f.write(b"\x89PNG broken")
+
+            wf.trainer.add_event_handler(Events.EPOCH_COMPLETED(once=1), corrupt)
+            with self.assertRaises(SystemExit) as cm:
+                run(wf)
+            msg = str(cm.exception.code)
+            self.assertEqual(len(msg.splitlines()), 1)
+            self.assertIn(f"Unreadable image '{victim}': not a readable image", msg)
+            self.assertIn("Training stopped in epoch 2", msg)
+            self.assertIn("model_last.pt holds epoch 1", msg)
+            self.assertEqual(_load(os.path.join(tmp, "models", "model_last.pt"))["trainer"]["iteration"], 2)  # epoch 1
+
+    def test_unreadable_image_with_workers_no_traceback(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
+            bad = os.path.join(data, "train_images", "img005.png")
+            open(bad, "wb").close()
+            cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", bundle_files("aptos")["train"]]
+            cmd += ["--bundle_root", tmp, "--dataset_dir", data]
+            for k, v in {**RUN, "num_workers": 2}.items():
+                cmd += [f"--{k}", str(v)]
+            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+            self.assertEqual(proc.returncode, 1, proc.stderr[-3000:])
+            self.assertNotIn("Traceback", proc.stdout + proc.stderr)
+            self.assertIn(f"Unreadable image '{bad}': empty file (0 bytes).", proc.stderr.strip().splitlines()[-1])
+
+    def test_inference_predicts_readable_and_lists_failures(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=12, size=32)
+            common = {**TINY, "bundle_root": tmp, "dataset_dir": data, "val_fraction": 0.25, "method": "standard"}
+            run(initialized(workflow("aptos", ["train"], "train", **common)))
+            images = os.path.join(tmp, "infer")
+            make_dataset("aptos", images, n=3, size=40)
+            bad = os.path.join(images, "train_images", "zz_fake.png")
+            with open(bad, "w") as f:
+                f.write("not an image")
+            wf = initialized(workflow("aptos", ["train", "inference"], "infer", input_dir=images, **common))
+            with self.assertRaises(SystemExit) as cm:
+                run(wf)
+            msg = str(cm.exception.code)
+            self.assertIn("1 of 4 images could not be read", msg)
+            self.assertIn("predictions_failed.csv", msg)
+            import csv
+
+            with open(os.path.join(tmp, "eval", "predictions.csv")) as f:
+                rows = list(csv.reader(f))
+            self.assertEqual(len(rows), 4)  # header + the 3 readable images
+            self.assertNotIn(bad, [r[0] for r in rows])
+            with open(os.path.join(tmp, "eval", "predictions_failed.csv")) as f:
+                failed = list(csv.reader(f))
+            self.assertEqual(failed[0], ["image", "reason"])
+            self.assertEqual(failed[1][0], bad)
+            self.assertTrue(failed[1][1].startswith("not a readable image (UnidentifiedImageError"), failed[1][1])
+            # all readable: no failure file, exit normally
+            os.remove(bad)
+            run(initialized(workflow("aptos", ["train", "inference"], "infer", input_dir=images, **common)))
+            self.assertFalse(os.path.exists(os.path.join(tmp, "eval", "predictions_failed.csv")))
 
 
 if __name__ == "__main__":
