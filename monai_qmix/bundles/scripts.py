@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DatasetNotFoundError",
     "GradePredictionWriter",
+    "CheckpointMismatchError",
     "ImageErrorGuard",
+    "NetworkCheckpointLoader",
     "attach",
     "build_datalists",
     "checkpoint_objects",
@@ -685,6 +687,8 @@ class ImageErrorGuard:
 def run_evaluation(evaluator: Engine, writer: GradePredictionWriter | None = None) -> Engine:
     """``evaluator.run()`` for ``evaluate.json`` / ``inference.json``, with one-line failures.
 
+    * A checkpoint that is missing or does not fit the settings (:class:`NetworkCheckpointLoader`) stops the run
+      with status 1 and one line.
     * An unreadable image met by an :class:`ImageErrorGuard` (evaluation) stops the run with status 1 and one line
       naming the file.
     * Inference (``writer`` given): every readable image is predicted into ``writer.filepath``; when some images
@@ -694,9 +698,11 @@ def run_evaluation(evaluator: Engine, writer: GradePredictionWriter | None = Non
     Raises:
         SystemExit: as above.
     """
-    _quiet_known_errors(evaluator, (KeyboardInterrupt,))
+    _quiet_known_errors(evaluator, (KeyboardInterrupt, CheckpointMismatchError))
     try:
         evaluator.run()
+    except CheckpointMismatchError as e:
+        raise SystemExit(str(e)) from None
     except Exception as e:
         bad = _unreadable(e)
         if bad is None:
@@ -713,6 +719,76 @@ def run_evaluation(evaluator: Engine, writer: GradePredictionWriter | None = Non
             f"{writer.filepath}."
         )
     return evaluator
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that is missing or does not fit the settings of an evaluation / inference run."""
+
+
+class NetworkCheckpointLoader:
+    """Load the networks of a training checkpoint for ``evaluate.json`` / ``inference.json``, with clear mismatches.
+
+    At ``STARTED``: loads ``load_dict`` (``network_a`` and, for two-network methods, ``network_b``) from
+    ``load_path``. A missing file, a checkpoint without network B while the settings ask for two networks, and a
+    checkpoint whose weights do not fit the configured network (another ``network``, ``num_classes``, ...) are
+    refused with a message naming the checkpoint, the problem and the setting to pass. A two-network checkpoint
+    evaluated with ``--method standard`` uses network A (logged).
+
+    Args:
+        load_path: the checkpoint (``ckpt_path``).
+        load_dict: ``{"network_a": net[, "network_b": net_b]}``.
+        map_location: ``torch.load`` map location.
+        settings: the settings to name in messages (e.g. ``{"network": ..., "num_classes": ..., "method": ...}``).
+
+    Raises:
+        CheckpointMismatchError: when the run starts, as above (:func:`run_evaluation` prints it as one line).
+    """
+
+    def __init__(
+        self,
+        load_path: str | os.PathLike,
+        load_dict: Mapping[str, torch.nn.Module],
+        map_location: Any = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.load_path = os.fspath(load_path)
+        self.load_dict = dict(load_dict)
+        self.map_location = map_location
+        self.settings = dict(settings or {})
+
+    def attach(self, engine: Engine) -> None:
+        """Load at ``STARTED``."""
+        from ignite.engine import Events
+
+        if not engine.has_event_handler(self, Events.STARTED):
+            engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """Load the networks (see the class docstring)."""
+        given = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        if not os.path.isfile(self.load_path):
+            raise CheckpointMismatchError(
+                f"ckpt_path: no checkpoint '{self.load_path}'; train first (configs/train.json) or pass --ckpt_path "
+                "with the model.pt / model_last.pt of a training run."
+            )
+        ckpt = torch.load(self.load_path, map_location=self.map_location, weights_only=True)
+        for key, net in self.load_dict.items():
+            if key not in ckpt:
+                raise CheckpointMismatchError(
+                    f"checkpoint '{self.load_path}' has no {key} (it holds {sorted(ckpt)}): it was trained with "
+                    "--method standard (one network); evaluate it with --method standard."
+                )
+            try:
+                getattr(net, "module", net).load_state_dict(ckpt[key])
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()
+                raise CheckpointMismatchError(
+                    f"checkpoint '{self.load_path}': {key} does not fit the configured network ({given}): "
+                    f"{' '.join(first[:2])[:300]}. Pass the settings of the training run (--network, --num_classes)."
+                ) from None
+        if "network_b" in ckpt and "network_b" not in self.load_dict:
+            engine.logger.info(f"{self.load_path} holds two networks; method 'standard' evaluates network A only.")
+        engine.logger.info(f"Loaded {sorted(self.load_dict)} from {self.load_path}")
 
 
 def checkpoint_objects(**objects: Any) -> dict[str, Any]:

@@ -576,10 +576,11 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
 
 def _loader_handler() -> dict[str, Any]:
     return {
-        "_target_": "monai.handlers.CheckpointLoader",
+        "_target_": f"{_SCRIPTS}.NetworkCheckpointLoader",
         "load_path": "@ckpt_path",
         "load_dict": f"${_SCRIPTS}.checkpoint_objects(network_a=@net_a, network_b=@net_b)",
         "map_location": "@device",
+        "settings": {"network": "@network", "num_classes": "@num_classes", "method": "@method"},
     }
 
 
@@ -1029,7 +1030,8 @@ def readme(spec: BundleSpec) -> str:
         f"Run from inside `{root}` with `--bundle_root .`. Any key below is overridable, e.g. `--epochs 5`,",
         "`--method standard`, `--network resnet18`, `--noise_preset ddr_sym_L15_H50`; MLflow tracking with",
         "`--tracking mlflow` (needs `mlflow`); TensorBoard logs when `tensorboard` is installed.",
-        "Evaluation and inference must use the `--method` of the training run (one or two networks).",
+        "Evaluation and inference must use the `--method`, `--network` and `--num_classes` of the training run; a",
+        "checkpoint that does not fit (e.g. no network B for `qmix`, or another network) is refused with one line.",
         "`normalization`: `fundus` (fixed `norm_mean` / `norm_std`, the official statistics) or `per_image` (each",
         "view standardised per channel with its own mean and std, robust to colour casts). `num_threads`: torch CPU",
         "threads (`null`: torch's default; 1 avoids over-subscribing the cores that the DataLoader workers use).",

@@ -387,5 +387,40 @@ class TestImages(unittest.TestCase):
             self.assertFalse(os.path.exists(os.path.join(tmp, "eval", "predictions_failed.csv")))
 
 
+class TestEvalCheckpoint(unittest.TestCase):
+    def test_mismatch_named_in_one_line(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=12, size=32)
+            common = {**TINY, "bundle_root": tmp, "dataset_dir": data, "val_fraction": 0.25}
+            files = ["train", "evaluate"]
+            with self.assertRaises(SystemExit) as cm:
+                run(initialized(workflow("aptos", files, "eval", **common)))
+            self.assertIn("ckpt_path: no checkpoint", str(cm.exception.code))
+            run(initialized(workflow("aptos", ["train"], "train", **{**common, "method": "standard"})))
+            ckpt = os.path.join(tmp, "models", "model.pt")
+            with self.assertRaises(SystemExit) as cm:  # a one-network checkpoint evaluated as QMix
+                run(initialized(workflow("aptos", files, "eval", **common)))
+            msg = str(cm.exception.code)
+            self.assertIn(f"checkpoint '{ckpt}' has no network_b", msg)
+            self.assertIn("--method standard", msg)
+            with self.assertRaises(SystemExit) as cm:  # another network
+                run(
+                    initialized(
+                        workflow("aptos", files, "eval", **{**common, "method": "standard", "network": "resnet10"})
+                    )
+                )
+            msg = str(cm.exception.code)
+            self.assertIn("network_a does not fit the configured network (network='resnet10'", msg)
+            self.assertEqual(len(msg.splitlines()), 1)
+            ev = run_ok(workflow("aptos", files, "eval", **{**common, "method": "standard"}))
+            self.assertIn("val_qwk", ev.evaluator.state.metrics)
+
+
+def run_ok(wf):
+    initialized(wf)
+    run(wf)
+    return wf
+
+
 if __name__ == "__main__":
     unittest.main()
