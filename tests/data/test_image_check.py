@@ -11,8 +11,10 @@ import contextlib
 import io
 import os
 import pickle
+import struct
 import tempfile
 import unittest
+import zlib
 
 import numpy as np
 from parameterized import parameterized
@@ -53,6 +55,22 @@ def write_cases(folder: str) -> dict[str, str]:
     return p
 
 
+def write_png16_rgb(path: str, arr: np.ndarray) -> str:
+    """A 16-bit-per-channel RGB PNG (PIL cannot write one)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    h, w, _ = arr.shape
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+        )
+    return path
+
+
 class TestCheckImage(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -85,6 +103,15 @@ class TestCheckImage(unittest.TestCase):
         np.testing.assert_array_equal(rgb[..., 0], np.rint(raw * 255 / 65535).astype(np.uint8))
         self.assertLess(int(rgb.max()), 255)  # not clipped: the largest value 57500 maps to 224
         self.assertEqual(int(rgb.max()), round(575 * 100 * 255 / 65535))
+
+    def test_16bit_rgb_scaled_by_depth(self):
+        arr = np.zeros((8, 8, 3), dtype=np.uint16)
+        arr[..., 0], arr[..., 1], arr[..., 2] = 65535, 32768, 256
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_png16_rgb(os.path.join(tmp, "rgb16.png"), arr)
+            self.assertIsNone(check_image(path))
+            img = LoadFundusImaged("image")({"image": path})["image"]
+        self.assertEqual([float(v) for v in img[0, 0]], [255.0, 128.0, 1.0])  # value / 256: the high byte
 
     def test_load_marks_or_raises(self):
         mark = LoadFundusImaged("image")
