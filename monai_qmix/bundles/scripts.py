@@ -12,8 +12,14 @@ configs stay declarative and every bundle shares one implementation.
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
+import math
 import os
+import re
+import signal
+import sys
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DatasetNotFoundError",
     "GradePredictionWriter",
+    "CheckpointMismatchError",
+    "ImageErrorGuard",
+    "NetworkCheckpointLoader",
     "attach",
     "build_datalists",
     "checkpoint_objects",
@@ -38,6 +47,13 @@ __all__ = [
     "eval_datalist",
     "image_folder_datalist",
     "rank_zero_first",
+    "run_evaluation",
+    "run_training",
+    "TrainingInterrupted",
+    "InvalidSettings",
+    "SettingError",
+    "parse_setting",
+    "validate_settings",
 ]
 
 #: keys kept in the bundle datalists (a fixed set, so that ``default_collate`` never meets a missing key).
@@ -158,6 +174,7 @@ def build_datalists(
     cache_dir: str | os.PathLike | None = None,
     num_classes: int | None = None,
     synthdr: Mapping[str, Any] | None = None,
+    min_train: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Read a dataset's ``train`` split and split it by patient into the bundle's training and validation lists.
 
@@ -180,6 +197,8 @@ def build_datalists(
         cache_dir: folder for degraded images of the noise preset.
         num_classes: number of classes (default: the dataset's).
         synthdr: options of the SynthDR generator (``synthetic`` only).
+        min_train: smallest number of training images (the bundles pass ``batch_size``: the training loader drops
+            the last incomplete batch, so fewer images would train nothing).
 
     Returns:
         ``{"train": [...], "val": [...]}``, items with ``image, label, index, quality, true_label, noise_group,
@@ -188,7 +207,8 @@ def build_datalists(
     Raises:
         DatasetNotFoundError: missing or empty ``dataset_dir``, or a folder the reader cannot read; the message
             names the folder, the expected layout, the download link and the synthetic bundle's command.
-        ValueError: bad ``val_fraction``.
+        ValueError: bad ``val_fraction``; a label outside ``0 .. num_classes - 1`` (the message names an image);
+            fewer than ``min_train`` training images.
 
     Under an initialised ``torch.distributed`` process group rank 0 runs first (it generates SynthDR and writes the
     noise cache), then the other ranks, which find them (:func:`rank_zero_first`).
@@ -199,6 +219,7 @@ def build_datalists(
         _ensure_synthdr(dataset_dir, synthdr or {})
     items = _read(name, dataset_dir, "train", reader_options)
     k = int(num_classes or DATASETS[_reader(name)].num_classes)
+    _check_labels(name, dataset_dir, "train", items, k)
     key = "patient" if any(it.get("patient") not in (None, "") for it in items) else "index"  # per image
     fractions = (1.0 - float(val_fraction), float(val_fraction))
     for stratify in (True, False):  # stratified by grade; unstratified when strata are too small (tiny sets)
@@ -225,7 +246,25 @@ def build_datalists(
                 it.update(label=int(rng.integers(k)), true_label=-1, noise_group="mis_l", quality=0)
             fixed.append(it)
         train = fixed
+    if min_train is not None and len(train) < int(min_train):
+        raise ValueError(
+            f"batch_size={int(min_train)} but the training split of '{dataset_dir}' has {len(train)} image(s) (of "
+            f"{len(items)}, val_fraction={val_fraction}): with drop_last no batch would be trained. Lower --batch_size "
+            f"to at most {len(train)}, lower --val_fraction, or add images."
+        )
     return {"train": _clean(train), "val": _clean(val)}
+
+
+def _check_labels(name: str, dataset_dir: Any, split: str, items: Sequence[Mapping[str, Any]], k: int) -> None:
+    """Every gradable label in ``[0, k)`` (the message names an offending image and the setting to change)."""
+    bad = [it for it in items if int(it["label"]) != UNGRADABLE and not 0 <= int(it["label"]) < k]
+    if bad:
+        top = max(int(it["label"]) for it in items if int(it["label"]) != UNGRADABLE)
+        raise ValueError(
+            f"num_classes={k} but {len(bad)} label(s) of the {name} '{split}' split in '{dataset_dir}' are outside "
+            f"0..{k - 1} (e.g. '{bad[0]['image']}' has label {int(bad[0]['label'])}; the largest label is {top}). "
+            f"Pass --num_classes {top + 1} (and {top + 1} --class_names), or fix the labels."
+        )
 
 
 def eval_datalist(
@@ -245,6 +284,8 @@ def eval_datalist(
     if split is None:
         return build_datalists(name, dataset_dir, reader_options=reader_options, **split_kwargs)["val"]
     items = [it for it in _read(name, dataset_dir, split, reader_options) if int(it["label"]) != UNGRADABLE]
+    if split_kwargs.get("num_classes") is not None:
+        _check_labels(name, dataset_dir, split, items, int(split_kwargs["num_classes"]))
     if not items:
         raise DatasetNotFoundError(dataset_help(name, dataset_dir, f"Split '{split}' has no gradable image."))
     return _clean(items)
@@ -270,6 +311,484 @@ def attach(handler: Any, engine: Engine) -> Any:
     if handler is not None:
         handler.attach(engine)
     return handler
+
+
+class SettingError(ValueError):
+    """A bundle setting (top-level key) with a wrong type, a value out of range, or an unknown key."""
+
+
+class InvalidSettings(SystemExit):
+    """Raised by :func:`validate_settings`: ``python -m monai.bundle run`` then exits with status 1 and prints only
+    the message (one line per problem), not MONAI's traceback of the config expression. ``errors`` lists the
+    problems."""
+
+    def __init__(self, message: str, errors: Sequence[str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = list(errors)
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _close(word: str, options: Sequence[str]) -> str:
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def parse_setting(key: str, value: Any, spec: Any) -> Any:
+    """Check one setting against its :class:`~monai_qmix.bundles.template.Setting` and return the parsed value.
+
+    Strings from the command line are parsed: booleans from ``true/false/1/0/yes/no`` (any case), integers and
+    numbers from their decimal text, ``null`` / ``none`` for nullable settings.
+
+    Args:
+        key: the setting's name (for the message).
+        value: the value given (after MONAI's and fire's parsing of the command line).
+        spec: its :class:`~monai_qmix.bundles.template.Setting`.
+
+    Returns:
+        the value, parsed (e.g. ``False`` for ``"false"``).
+
+    Raises:
+        SettingError: naming the key, the value and what is expected.
+    """
+
+    def bad(extra: str = "") -> SettingError:
+        return SettingError(
+            f"setting '{key}': got {value!r} ({type(value).__name__}); expected {spec.expected()}.{extra}"
+        )
+
+    text = value.strip() if isinstance(value, str) else None
+    if value is None or (spec.nullable and text is not None and text.lower() in ("null", "none")):
+        if spec.nullable:
+            return None
+        raise bad()
+    if text is not None and text in spec.also:
+        return text
+    kind = spec.kind
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if text is not None and text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise bad()
+    if kind in ("int", "float"):
+        if isinstance(value, bool):
+            raise bad()
+        if kind == "int":
+            if isinstance(value, int):
+                v: Any = value
+            elif text is not None and re.fullmatch(r"[+-]?\d+", text):
+                v = int(text)
+            else:
+                raise bad()
+        else:
+            if isinstance(value, (int, float)):
+                v = float(value)
+            else:
+                try:
+                    v = float(text) if text is not None else None
+                except ValueError:
+                    v = None
+            if v is None or not math.isfinite(v):
+                raise bad()
+        if spec.low is not None and (v < spec.low or (spec.low_open and v == spec.low)):
+            raise bad()
+        if spec.high is not None and (v > spec.high or (spec.high_open and v == spec.high)):
+            raise bad()
+        return v
+    if kind in ("str", "path"):
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str) or (kind == "path" and not value):
+            raise bad()
+        if spec.choices is not None and value not in spec.choices:
+            raise bad(_close(value, spec.choices))
+        return value
+    if kind in ("floats", "strs"):
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        if kind == "strs":
+            if not all(isinstance(v, str) for v in value):
+                raise bad()
+            return list(value)
+        if spec.length is not None and len(value) != spec.length:
+            raise bad()
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+            raise bad()
+        if spec.low is not None and any(v < spec.low or (spec.low_open and v == spec.low) for v in value):
+            raise bad()
+        return [float(v) for v in value]
+    if kind == "dict":
+        if not isinstance(value, Mapping):
+            raise bad()
+        return dict(value)
+    raise ValueError(f"Setting of '{key}': unknown kind {kind!r}.")
+
+
+def _find_parser() -> Any:
+    """The ``ConfigParser`` evaluating the current config expression (found on the call stack)."""
+    from monai.bundle import ConfigParser
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        obj = frame.f_locals.get("self")
+        if isinstance(obj, ConfigParser):
+            return obj
+        parser = getattr(obj, "parser", None)
+        if isinstance(parser, ConfigParser):
+            return parser
+        frame = frame.f_back
+    raise RuntimeError("validate_settings: call it from a bundle config expression, or pass parser=.")
+
+
+@functools.cache
+def _known_keys(bundle: str, family: str) -> frozenset[str]:
+    from monai.bundle.utils import DEFAULT_EXP_MGMT_SETTINGS
+
+    from monai_qmix.bundles import template
+
+    spec = BUNDLE_SPECS[bundle]
+    if family == "audit":
+        configs = [template.audit_config(spec)]
+    else:
+        configs = [
+            template.train_config(spec),
+            template.evaluate_config(spec),
+            template.inference_config(spec),
+            template.multi_gpu_config(spec),
+        ]
+    keys = {k for c in configs for k in c if "#" not in k} | {"_meta_", "execute_config", "save_execute_config"}
+    for tracking in DEFAULT_EXP_MGMT_SETTINGS.values():  # keys that MONAI's --tracking adds
+        keys |= set(tracking.get("configs", {}))
+    return frozenset(keys)
+
+
+def validate_settings(workflow: str, bundle: str, parser: Any = None, write_back: bool = True) -> dict[str, Any]:
+    """Check every top-level setting of a bundle workflow at once, before any data is generated or loaded.
+
+    The first step of ``initialize`` in every rendered config (``train``, ``evaluate``, ``inference``, multi-GPU
+    ``train``, ``audit``; ``export``: required by ``network_def``, so ``ckpt_export`` checks too):
+
+    * every setting of :data:`~monai_qmix.bundles.template.SETTINGS` (``AUDIT_SETTINGS`` for ``audit``) against its
+      type and range; command-line strings are parsed (``--progress false`` is ``False``) and, with
+      ``write_back``, written back into the config;
+    * unknown top-level keys (e.g. ``--epoch 50``) are refused, with the closest known key suggested;
+    * ``train``: ``warmup_epochs < epochs`` for the two-network methods (otherwise QMix / DivideMix never run).
+
+    Args:
+        workflow: ``train``, ``evaluate``, ``inference``, ``export`` or ``audit``.
+        bundle: the bundle's name (its rendered configs give the known keys).
+        parser: the ``ConfigParser`` (default: the one evaluating this expression).
+        write_back: replace parsed values in the config (only safe as the first step of ``initialize``).
+
+    Returns:
+        ``{key: parsed value}`` of the settings present.
+
+    Raises:
+        InvalidSettings: (a ``SystemExit``) one line per problem: key, value, what is expected.
+    """
+    from monai_qmix.bundles.template import AUDIT_SETTINGS, SETTINGS
+
+    parser = parser if parser is not None else _find_parser()
+    family = "audit" if workflow == "audit" else "train"
+    specs = AUDIT_SETTINGS if family == "audit" else SETTINGS
+    cfg = parser.get()
+    known = _known_keys(bundle, family)
+    errors = [
+        f"unknown setting '{k}' (not a key of the {bundle} bundle's configs)."
+        + (_close(k, sorted(specs)) or _close(k, known))
+        for k in cfg
+        if k not in known
+    ]
+    values: dict[str, Any] = {}
+    updates: dict[str, Any] = {}
+    for key, spec in specs.items():
+        if key not in cfg:
+            continue
+        raw = cfg[key]
+        computed = isinstance(raw, str) and raw[:1] in ("$", "@", "%")
+        try:
+            value = parser.get_parsed_content(key) if computed else raw
+            values[key] = parse_setting(key, value, spec)
+        except SettingError as e:
+            errors.append(str(e))
+            continue
+        if not computed and (values[key] != raw or type(values[key]) is not type(raw)):
+            updates[key] = values[key]
+    if workflow == "train" and not errors:
+        method, epochs, warmup = values.get("method"), values.get("epochs"), values.get("warmup_epochs")
+        if method in ("qmix", "dividemix") and epochs is not None and warmup is not None and warmup >= epochs:
+            errors.append(
+                f"setting 'warmup_epochs': got {warmup} with epochs={epochs}; expected warmup_epochs < epochs for "
+                f"method={method!r} (otherwise the whole run is warm-up and {method} never runs). Lower "
+                "--warmup_epochs, raise --epochs, or use --method standard."
+            )
+    if errors:
+        head = f"{len(errors)} invalid setting(s) of the {bundle} bundle ({workflow}):" if len(errors) > 1 else ""
+        raise InvalidSettings("\n".join([head, *errors]) if head else errors[0], errors)
+    if write_back and updates:
+        for key, value in updates.items():
+            parser[key] = value
+        parser.parse(reset=True)
+    return values
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGTERM received during :func:`run_training` (raised in the main thread, like ``KeyboardInterrupt`` for
+    SIGINT, so that ignite stops the run the same way)."""
+
+
+#: exit status of an interrupted run (128 + signal number, as a shell reports a killed process).
+_SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+#: the one-line message of an unreadable image (:class:`monai_qmix.data.UnreadableImageError`), also found inside
+#: the text of an exception re-raised from a DataLoader worker.
+_UNREADABLE = re.compile(r"unreadable image '([^']*)': ([^\n]*)")
+
+
+def _quiet_known_errors(engine: Engine, known: tuple[type[BaseException], ...]) -> None:
+    """Let ``known`` exceptions leave ``engine.run()`` without the traceback that MONAI's ``StatsHandler`` logs.
+
+    Ignite only runs the first ``EXCEPTION_RAISED`` handler that raises, so a re-raising handler is put first.
+    """
+    from ignite.engine import Events
+
+    handlers = engine._event_handlers[Events.EXCEPTION_RAISED]  # ignite 0.5: list of (fn, args, kwargs)
+
+    def reraise_known(_engine: Engine, e: BaseException) -> None:
+        # known errors skip the traceback logging; others go on to the next handler, or are raised here when there
+        # is none (ignite swallows an exception that no EXCEPTION_RAISED handler raises)
+        if isinstance(e, known) or _unreadable(e) is not None or len(handlers) == 1:
+            raise e
+
+    if not any(getattr(h[0], "__name__", "") == "reraise_known" for h in handlers):
+        engine.add_event_handler(Events.EXCEPTION_RAISED, reraise_known)
+        handlers.insert(0, handlers.pop())  # first: ignite stops at the first handler that raises
+
+
+def _unreadable(e: BaseException) -> tuple[str, str] | None:
+    seen: BaseException | None = e
+    while seen is not None:
+        m = _UNREADABLE.search(str(seen))
+        if m:
+            return m.group(1), m.group(2).strip()
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = None) -> Engine:
+    """``trainer.run()`` that stops with one clear line on an interrupt or an unreadable image.
+
+    * SIGINT (Ctrl-C) and SIGTERM stop the run (SIGTERM is turned into :class:`TrainingInterrupted` for the time of
+      the run, in the main thread); the process exits with status 130 / 143 and a line saying which checkpoint holds
+      which epoch and how to resume (``--resume auto``).
+    * An unreadable training or validation image stops the run with status 1 and one line naming the file and the
+      reason (no traceback).
+    * Any other exception propagates unchanged.
+
+    ``saver`` (an :class:`~monai_qmix.handlers.AtomicCheckpointSaver`) has written ``model_last.pt`` at the end of
+    every completed epoch, so nothing is lost but the epoch in progress.
+
+    Args:
+        trainer: the training engine.
+        saver: its checkpoint saver (for the message), or ``None``.
+        evaluator: the validation engine (its traceback logging is quietened the same way), or ``None``.
+
+    Returns:
+        the trainer, after a complete run.
+
+    Raises:
+        SystemExit: interrupted (130 / 143) or unreadable image (1), with a one-line message.
+    """
+    known = (KeyboardInterrupt,)
+    for engine in (trainer, evaluator):
+        if engine is not None:
+            _quiet_known_errors(engine, known)
+    previous = None
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            raise TrainingInterrupted("SIGTERM")
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    saved = saver.describe if saver is not None else (lambda: "no checkpoint saver")
+    try:
+        trainer.run()
+    except KeyboardInterrupt as e:
+        name = "SIGTERM" if isinstance(e, TrainingInterrupted) else "SIGINT"
+        msg = (
+            f"Training interrupted ({name}) in epoch {trainer.state.epoch}: {saved()}; "
+            "continue with --resume auto (same settings)."
+        )
+        print(msg, file=sys.stderr, flush=True)
+        exc = SystemExit(_SIGNAL_EXIT[name])
+        exc.message = msg  # type: ignore[attr-defined]
+        raise exc from None
+    except Exception as e:
+        bad = _unreadable(e)
+        if bad is None:
+            raise
+        raise SystemExit(
+            f"Unreadable image '{bad[0]}': {bad[1]}. Training stopped in epoch {trainer.state.epoch}: {saved()}. "
+            "Fix or remove the image (list them all: python -m monai_qmix.data.prepare --check --dataset_dir D), "
+            "then continue with --resume auto."
+        ) from None
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return trainer
+
+
+class ImageErrorGuard:
+    """Stop an engine at the first batch holding an image that failed to load, naming the file.
+
+    :class:`~monai_qmix.data.LoadFundusImaged` marks such images (``load_error``) instead of raising inside a
+    DataLoader worker; at ``GET_BATCH_COMPLETED`` this handler raises
+    :class:`~monai_qmix.data.UnreadableImageError` for the first marked image, in the main process, so
+    :func:`run_training` / :func:`run_evaluation` can stop with one line.
+
+    Args:
+        error_key: the batch key of the reasons.
+        image_key: the batch key of the images (their ``filename_or_obj`` metadata names the file).
+    """
+
+    def __init__(self, error_key: str = "load_error", image_key: str = "image") -> None:
+        self.error_key, self.image_key = error_key, image_key
+
+    def attach(self, engine: Engine) -> None:
+        """Check every batch as soon as it is loaded."""
+        from ignite.engine import Events
+
+        if not engine.has_event_handler(self, Events.GET_BATCH_COMPLETED):
+            engine.add_event_handler(Events.GET_BATCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """Raise for the first image of the batch that failed to load."""
+        from monai_qmix.data import UnreadableImageError
+
+        batch = engine.state.batch
+        if not isinstance(batch, Mapping) or self.error_key not in batch:
+            return
+        errors = batch[self.error_key]
+        errors = [errors] if isinstance(errors, str) else list(errors)
+        for i, error in enumerate(errors):
+            if error:
+                # the image, or its views (image_w1, image_s1, ...): any tensor with the file in its metadata
+                images = [batch.get(self.image_key), *batch.values()]
+                names: Any = next((m for v in images if (m := getattr(v, "meta", {}).get("filename_or_obj"))), [])
+                names = [names] if isinstance(names, str) else list(names)
+                raise UnreadableImageError(names[i] if i < len(names) else "?", error)
+
+
+def run_evaluation(evaluator: Engine, writer: GradePredictionWriter | None = None) -> Engine:
+    """``evaluator.run()`` for ``evaluate.json`` / ``inference.json``, with one-line failures.
+
+    * A checkpoint that is missing or does not fit the settings (:class:`NetworkCheckpointLoader`) stops the run
+      with status 1 and one line.
+    * An unreadable image met by an :class:`ImageErrorGuard` (evaluation) stops the run with status 1 and one line
+      naming the file.
+    * Inference (``writer`` given): every readable image is predicted into ``writer.filepath``; when some images
+      could not be read they are listed (path, reason) in ``writer.failed_filepath`` and the process exits with
+      status 1 and one line saying so.
+
+    Raises:
+        SystemExit: as above.
+    """
+    _quiet_known_errors(evaluator, (KeyboardInterrupt, CheckpointMismatchError))
+    try:
+        evaluator.run()
+    except CheckpointMismatchError as e:
+        raise SystemExit(str(e)) from None
+    except Exception as e:
+        bad = _unreadable(e)
+        if bad is None:
+            raise
+        raise SystemExit(
+            f"Unreadable image '{bad[0]}': {bad[1]}. Fix or remove it (list them all: python -m "
+            "monai_qmix.data.prepare --check --dataset_dir D)."
+        ) from None
+    if writer is not None and writer.failures:
+        n, total = len(writer.failures), len(writer.failures) + len(writer.rows)
+        raise SystemExit(
+            f"{n} of {total} images could not be read (e.g. '{writer.failures[0][0]}': {writer.failures[0][1]}); "
+            f"listed with the reason in {writer.failed_filepath}; the {len(writer.rows)} others are predicted in "
+            f"{writer.filepath}."
+        )
+    return evaluator
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that is missing or does not fit the settings of an evaluation / inference run."""
+
+
+class NetworkCheckpointLoader:
+    """Load the networks of a training checkpoint for ``evaluate.json`` / ``inference.json``, with clear mismatches.
+
+    At ``STARTED``: loads ``load_dict`` (``network_a`` and, for two-network methods, ``network_b``) from
+    ``load_path``. A missing file, a checkpoint without network B while the settings ask for two networks, and a
+    checkpoint whose weights do not fit the configured network (another ``network``, ``num_classes``, ...) are
+    refused with a message naming the checkpoint, the problem and the setting to pass. A two-network checkpoint
+    evaluated with ``--method standard`` uses network A (logged).
+
+    Args:
+        load_path: the checkpoint (``ckpt_path``).
+        load_dict: ``{"network_a": net[, "network_b": net_b]}``.
+        map_location: ``torch.load`` map location.
+        settings: the settings to name in messages (e.g. ``{"network": ..., "num_classes": ..., "method": ...}``).
+
+    Raises:
+        CheckpointMismatchError: when the run starts, as above (:func:`run_evaluation` prints it as one line).
+    """
+
+    def __init__(
+        self,
+        load_path: str | os.PathLike,
+        load_dict: Mapping[str, torch.nn.Module],
+        map_location: Any = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.load_path = os.fspath(load_path)
+        self.load_dict = dict(load_dict)
+        self.map_location = map_location
+        self.settings = dict(settings or {})
+
+    def attach(self, engine: Engine) -> None:
+        """Load at ``STARTED``."""
+        from ignite.engine import Events
+
+        if not engine.has_event_handler(self, Events.STARTED):
+            engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """Load the networks (see the class docstring)."""
+        given = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        if not os.path.isfile(self.load_path):
+            raise CheckpointMismatchError(
+                f"ckpt_path: no checkpoint '{self.load_path}'; train first (configs/train.json) or pass --ckpt_path "
+                "with the model.pt / model_last.pt of a training run."
+            )
+        ckpt = torch.load(self.load_path, map_location=self.map_location, weights_only=True)
+        for key, net in self.load_dict.items():
+            if key not in ckpt:
+                raise CheckpointMismatchError(
+                    f"checkpoint '{self.load_path}' has no {key} (it holds {sorted(ckpt)}): it was trained with "
+                    "--method standard (one network); evaluate it with --method standard."
+                )
+            try:
+                getattr(net, "module", net).load_state_dict(ckpt[key])
+            except RuntimeError as e:
+                first = str(e).strip().splitlines()
+                raise CheckpointMismatchError(
+                    f"checkpoint '{self.load_path}': {key} does not fit the configured network ({given}): "
+                    f"{' '.join(first[:2])[:300]}. Pass the settings of the training run (--network, --num_classes)."
+                ) from None
+        if "network_b" in ckpt and "network_b" not in self.load_dict:
+            engine.logger.info(f"{self.load_path} holds two networks; method 'standard' evaluates network A only.")
+        engine.logger.info(f"Loaded {sorted(self.load_dict)} from {self.load_path}")
 
 
 def checkpoint_objects(**objects: Any) -> dict[str, Any]:
@@ -301,6 +820,9 @@ class GradePredictionWriter:
         self.class_names = list(class_names) if class_names is not None else None
         self.name = name
         self.rows: list[list[Any]] = []
+        self.failures: list[list[str]] = []
+        root, ext = os.path.splitext(self.filepath)
+        self.failed_filepath = f"{root}_failed{ext or '.csv'}"
 
     def attach(self, engine: Engine) -> None:
         """Collect at every iteration, write at the end of the run."""
@@ -314,13 +836,24 @@ class GradePredictionWriter:
             engine.add_event_handler(Events.COMPLETED, self._write)
 
     def _started(self, engine: Engine) -> None:
-        self.rows = []
+        self.rows, self.failures = [], []
 
     def __call__(self, engine: Engine) -> None:
-        """Collect the rows of the current batch (decollated list of dicts or batch dict)."""
+        """Collect the rows of the current batch (decollated list of dicts or batch dict); images that failed to
+        load (``load_error`` of :class:`~monai_qmix.data.LoadFundusImaged` in the batch) go to :attr:`failures`."""
         out = engine.state.output
         items = out if isinstance(out, list) else [dict(zip(out, v)) for v in zip(*out.values())]
-        for it in items:
+        batch = engine.state.batch
+        if isinstance(batch, Mapping):
+            errors = list(batch.get("load_error") or [""] * len(items))
+        else:
+            errors = [b.get("load_error", "") if isinstance(b, Mapping) else "" for b in (batch or [])]
+        errors += [""] * (len(items) - len(errors))
+        for it, error in zip(items, errors):
+            if error:
+                img = it.get("image")
+                self.failures.append([str(getattr(img, "meta", {}).get("filename_or_obj", "")), str(error)])
+                continue
             prob = torch.as_tensor(it["pred"]).detach().float().reshape(-1).cpu()
             img = it.get("image")
             fname = getattr(img, "meta", {}).get("filename_or_obj", "") if img is not None else ""
@@ -330,6 +863,14 @@ class GradePredictionWriter:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             if torch.distributed.get_rank() > 0:
                 return
+        if self.failures:
+            os.makedirs(os.path.dirname(os.path.abspath(self.failed_filepath)), exist_ok=True)
+            with open(self.failed_filepath, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["image", "reason"])
+                w.writerows(self.failures)
+        elif os.path.isfile(self.failed_filepath):
+            os.remove(self.failed_filepath)  # from an earlier run: no longer true
         if not self.rows:
             warnings.warn("GradePredictionWriter: no prediction to write.", stacklevel=2)
             return

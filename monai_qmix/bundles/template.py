@@ -21,6 +21,7 @@ Design (see ``docs/README.md`` of a rendered bundle for the user view):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from monai_qmix.bundles.specs import QMIX_REFERENCE, SYNTHETIC_COMMAND, BundleSpec
@@ -29,6 +30,9 @@ from monai_qmix.losses import get_qmix_preset
 
 __all__ = [
     "PINNED_VERSIONS",
+    "SETTINGS",
+    "AUDIT_SETTINGS",
+    "Setting",
     "hyper_parameters",
     "train_config",
     "evaluate_config",
@@ -63,6 +67,139 @@ _START = [
     "$monai.utils.set_determinism(seed=@seed)",
 ]
 _AUG = "monai_qmix.transforms.augment"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Type and range of one top-level bundle setting, checked by ``monai_qmix.bundles.scripts.validate_settings``
+    at the start of every workflow (before any data is generated or loaded).
+
+    Attributes:
+        kind: ``int``, ``float``, ``bool`` (true/false/1/0/yes/no), ``str``, ``path`` (a non-empty string),
+            ``floats`` (a list of numbers), ``strs`` (a list of strings) or ``dict``.
+        low: smallest allowed value (``int`` / ``float``), inclusive unless ``low_open``.
+        high: largest allowed value, inclusive unless ``high_open``.
+        choices: allowed values (``str``).
+        nullable: ``null`` / ``None`` is allowed.
+        length: required list length (``floats``).
+        low_open: ``low`` itself is excluded.
+        high_open: ``high`` itself is excluded.
+        also: values allowed besides the kind (e.g. ``"auto"`` for a number).
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+    nullable: bool = False
+    length: int | None = None
+    low_open: bool = False
+    high_open: bool = False
+    also: tuple[str, ...] = ()
+
+    def expected(self) -> str:
+        """What the setting accepts, in words (for error messages and the README)."""
+        if self.kind == "bool":
+            text = "true or false (also 1/0, yes/no)"
+        elif self.kind in ("int", "float"):
+            text = "an integer" if self.kind == "int" else "a number"
+            bounds = [f"{'>' if self.low_open else '>='} {self.low:g}"] if self.low is not None else []
+            bounds += [f"{'<' if self.high_open else '<='} {self.high:g}"] if self.high is not None else []
+            text += (" " + " and ".join(bounds)) if bounds else ""
+        elif self.choices is not None:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.kind == "floats":
+            text = f"a list of {self.length} numbers" if self.length else "a list of numbers"
+        elif self.kind == "strs":
+            text = "a list of strings"
+        elif self.kind == "dict":
+            text = "a mapping (JSON object)"
+        elif self.kind == "path":
+            text = "a path (non-empty string)"
+        else:
+            text = "a string"
+        if self.also:
+            text += " or " + " or ".join(repr(a) for a in self.also)
+        if self.nullable:
+            text += " or null"
+        return text
+
+
+_POS_INT = Setting("int", low=1)
+_SEED = Setting("int", low=0)
+_WEIGHT = Setting("float", low=0)
+_FRACTION = Setting("float", low=0, high=1, low_open=True, high_open=True)
+_PATH_SETTINGS = ("dataset_dir", "output_dir", "ckpt_dir", "ckpt_path", "resume", "num_classes", "input_dir")
+_BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50", "densenet121", "efficientnet-b0", "small_cnn")
+
+#: every top-level setting of ``train.json`` / ``evaluate.json`` / ``inference.json`` / ``multi_gpu_train.json``: the
+#: one table of types and ranges (a test checks that every documented hyper-parameter has an entry).
+SETTINGS: dict[str, Setting] = {
+    "bundle_root": Setting("path"),
+    "dataset_dir": Setting("path"),
+    "output_dir": Setting("path"),
+    "ckpt_dir": Setting("path"),
+    "ckpt_path": Setting("path"),
+    "resume": Setting("path", nullable=True, also=("auto",)),
+    "method": Setting("str", choices=("qmix", "dividemix", "standard")),
+    "network": Setting("str", choices=_BACKBONES),
+    "pretrained_path": Setting("path", nullable=True),
+    "image_size": Setting("int", low=8),
+    "batch_size": _POS_INT,
+    "epochs": _POS_INT,
+    "warmup_epochs": _SEED,
+    "lr": Setting("float", low=0, low_open=True),
+    "weight_decay": _WEIGHT,
+    "omega0": Setting("float", low=0, high=1),
+    "omega_schedule": Setting("str", choices=("constant", "linear", "cosine", "step")),
+    "lambda_c": _WEIGHT,
+    "tau": Setting("float", low=0, low_open=True),
+    "lambda_m": _WEIGHT,
+    "lambda_reg": _WEIGHT,
+    "gmm_n_init": _POS_INT,
+    "test_mode": Setting("str", choices=("ensemble", "net_a", "net_b")),
+    "key_metric": Setting("str", choices=("qwk", "accuracy", "macro_f1", "auc_ovr")),
+    "noise_preset": Setting("str", nullable=True),
+    "noise_seed": _SEED,
+    "val_fraction": _FRACTION,
+    "val_interval": _POS_INT,
+    "seed": _SEED,
+    "num_workers": _SEED,
+    "num_threads": Setting("int", low=1, nullable=True),
+    "fov_crop": Setting("bool"),
+    "progress": Setting("bool"),
+    "reader_options": Setting("dict"),
+    "normalization": Setting("str", choices=("fundus", "per_image")),
+    "norm_mean": Setting("floats", length=3),
+    "norm_std": Setting("floats", length=3, low=0, low_open=True),
+    "synthdr_num": Setting("int", low=10),
+    "synthdr_size": Setting("int", low=16),
+    "num_classes": Setting("int", low=2),
+    "class_names": Setting("strs"),
+    "eval_split": Setting("str", nullable=True),
+    "input_dir": Setting("path"),
+    "prediction_csv": Setting("path"),
+}
+
+#: the settings of ``audit.json`` (a standalone workflow with its own keys).
+AUDIT_SETTINGS: dict[str, Setting] = {
+    **{k: SETTINGS[k] for k in ("bundle_root", "dataset_dir", "output_dir", "reader_options", "num_classes")},
+    **{k: SETTINGS[k] for k in ("network", "normalization", "norm_mean", "norm_std", "synthdr_num", "synthdr_size")},
+    "split": Setting("str"),
+    "checkpoint": Setting("path", nullable=True),
+    "folds": Setting("int", low=2),
+    "epochs": _POS_INT,
+    "backbone": Setting("str"),
+    "image_size": Setting("int", low=8),
+    "flips": Setting("str"),
+    "quality_threshold": Setting("float", also=("auto",)),
+    "low_quality_rule": Setting("str", choices=("fov", "model", "either", "both")),
+    "per_class": Setting("bool"),
+    "top_k": _POS_INT,
+    "seed": _SEED,
+    "num_threads": SETTINGS["num_threads"],
+    "progress": Setting("bool"),
+}
 
 
 def _reader(spec: BundleSpec) -> str:
@@ -118,6 +255,7 @@ def _net(disabled: str | None = None) -> dict[str, Any]:
         "num_classes": "@num_classes",
         "backbone": "@network",
         "pretrained_path": "@pretrained_path",
+        "_requires_": "@settings_check",  # ckpt_export checks the settings too (it runs no initialize)
     }
     if disabled:
         d["_disabled_"] = disabled
@@ -144,7 +282,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
         "output_dir": "$@bundle_root + '/eval'",
         "ckpt_dir": "$@bundle_root + '/models'",
         "ckpt_path": "$@ckpt_dir + '/model.pt'",
-        "resume_ckpt": None,
+        "resume": None,
         **hp,
         "num_classes": info.num_classes,
         "class_names": list(info.classes),
@@ -164,7 +302,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
         "datalists": (
             f"${_SCRIPTS}.build_datalists(@dataset_name, @dataset_dir, val_fraction=@val_fraction, seed=@seed, "
             "reader_options=@reader_options, noise_preset=@noise_preset, noise_seed=@noise_seed, "
-            "cache_dir=@output_dir + '/noise_cache', num_classes=@num_classes, synthdr=@synthdr)"
+            "cache_dir=@output_dir + '/noise_cache', num_classes=@num_classes, synthdr=@synthdr, min_train=@batch_size)"
         ),
         "network_def": _net(),
         "network_b_def": _net("$@method == 'standard'"),
@@ -203,13 +341,9 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
         },
         "train": {
             "deterministic_transforms": [
-                {
-                    "_target_": "monai.transforms.LoadImaged",
-                    "keys": "image",
-                    "reader": "PILReader",
-                    "converter": "$lambda im: im.convert('RGB')",
-                    "image_only": True,
-                },
+                # PILReader + to_rgb (16-bit grey scaled by its depth); unreadable images are marked in
+                # "load_error" and stop the run in the main process (ImageErrorGuard) or are listed (inference)
+                {"_target_": "monai_qmix.data.LoadFundusImaged", "keys": "image"},
                 {"_target_": "monai.transforms.EnsureChannelFirstd", "keys": "image", "channel_dim": -1},
                 {
                     "_target_": "monai.transforms.ScaleIntensityRanged",
@@ -290,6 +424,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             },
             "inferer": {"_target_": "monai.inferers.SimpleInferer"},
             "handlers": [
+                {"_target_": f"{_SCRIPTS}.ImageErrorGuard"},
                 {
                     "_target_": "monai.handlers.ValidationHandler",
                     "validator": "@validate#evaluator",
@@ -378,6 +513,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             },
             "metrics": "$monai_qmix.handlers.grading_metric_set(@num_classes, prefix='val_', key=@key_metric)",
             "handlers": [
+                {"_target_": f"{_SCRIPTS}.ImageErrorGuard"},
                 {
                     "_target_": "monai.handlers.StatsHandler",
                     "_disabled_": "@is_not_rank0",
@@ -404,51 +540,47 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             },
         },
         "checkpoint": "$@train#trainer.checkpoint_dict()",
-        "best_saver": {
-            "_target_": "monai.handlers.CheckpointSaver",
-            "_disabled_": "@is_not_rank0",
+        "checkpoint_saver": {
+            "_target_": "monai_qmix.handlers.AtomicCheckpointSaver",
             "save_dir": "@ckpt_dir",
             "save_dict": "@checkpoint",
-            "save_key_metric": True,
-            "key_metric_filename": "model.pt",
-            "key_metric_n_saved": 1,
-        },
-        "final_saver": {
-            "_target_": "monai.handlers.CheckpointSaver",
-            "_disabled_": "@is_not_rank0",
-            "save_dir": "@ckpt_dir",
-            "save_dict": "@checkpoint",
-            "save_final": True,
+            "evaluator": "@validate#evaluator",
+            "best_filename": "model.pt",
+            "last_filename": "model_last.pt",
             "final_filename": "model_final.pt",
+            "write": "$not @is_not_rank0",
         },
+        "resume_path": "$monai_qmix.handlers.resolve_resume(@resume, @ckpt_dir)",
         "resume_loader": {
-            "_target_": "monai.handlers.CheckpointLoader",
-            "_disabled_": "$@resume_ckpt is None",
-            "load_path": "@resume_ckpt",
-            "load_dict": "@checkpoint",
+            "_target_": "monai_qmix.handlers.CheckpointResumer",
+            "_disabled_": "$@resume_path is None",
+            "load_path": "@resume_path",
+            "load_dict": "$@checkpoint_saver.objects",
             "map_location": "@device",
         },
+        "settings_check": f"${_SCRIPTS}.validate_settings('export', '{spec.name}', write_back=False)",
         "initialize": [
+            f"${_SCRIPTS}.validate_settings('train', '{spec.name}')",
             *_START,
             f"${_SCRIPTS}.attach(@resume_loader, @train#trainer)",
-            f"${_SCRIPTS}.attach(@best_saver, @validate#evaluator)",
-            f"${_SCRIPTS}.attach(@final_saver, @train#trainer)",
+            f"${_SCRIPTS}.attach(@checkpoint_saver, @train#trainer)",
         ],
-        "run": ["$@train#trainer.run()"],
+        "run": [f"${_SCRIPTS}.run_training(@train#trainer, @checkpoint_saver, @validate#evaluator)"],
         "finalize": ["$monai.utils.set_determinism(seed=None)"],
     }
     if not synthetic:
         del cfg["synthdr"]
-        cfg["datalists"] = cfg["datalists"].replace(", synthdr=@synthdr", "")
+        cfg["datalists"] = cfg["datalists"].replace(", synthdr=@synthdr,", ",")
     return cfg
 
 
 def _loader_handler() -> dict[str, Any]:
     return {
-        "_target_": "monai.handlers.CheckpointLoader",
+        "_target_": f"{_SCRIPTS}.NetworkCheckpointLoader",
         "load_path": "@ckpt_path",
         "load_dict": f"${_SCRIPTS}.checkpoint_objects(network_a=@net_a, network_b=@net_b)",
         "map_location": "@device",
+        "settings": {"network": "@network", "num_classes": "@num_classes", "method": "@method"},
     }
 
 
@@ -463,6 +595,7 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         ),
         "validate#handlers": [
             _loader_handler(),
+            {"_target_": f"{_SCRIPTS}.ImageErrorGuard"},
             {"_target_": "monai.handlers.StatsHandler", "name": None, "iteration_log": False},
             {
                 "_target_": "monai.handlers.MetricsSaver",
@@ -476,9 +609,10 @@ def evaluate_config(spec: BundleSpec) -> dict[str, Any]:
         "inferer": "@validate#inferer",
         "evaluator": "@validate#evaluator",
         "initialize": [
+            f"${_SCRIPTS}.validate_settings('evaluate', '{spec.name}')",
             *_START,
         ],
-        "run": ["$@validate#evaluator.run()"],
+        "run": [f"${_SCRIPTS}.run_evaluation(@validate#evaluator)"],
         "finalize": [],
     }
 
@@ -517,9 +651,10 @@ def inference_config(spec: BundleSpec) -> dict[str, Any]:
             "amp": "@amp",
         },
         "initialize": [
+            f"${_SCRIPTS}.validate_settings('inference', '{spec.name}')",
             *_START,
         ],
-        "run": ["$@evaluator.run()"],
+        "run": [f"${_SCRIPTS}.run_evaluation(@evaluator, @handlers#1)"],  # handlers#1: the writer
         "finalize": [],
     }
 
@@ -562,6 +697,7 @@ def multi_gpu_config(spec: BundleSpec) -> dict[str, Any]:
         },
         "validate#dataloader#sampler": "@validate#sampler",
         "initialize": [
+            f"${_SCRIPTS}.validate_settings('train', '{spec.name}')",
             "$import torch.distributed as dist",
             "$dist.is_initialized() or dist.init_process_group(backend=@backend)",
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
@@ -571,10 +707,9 @@ def multi_gpu_config(spec: BundleSpec) -> dict[str, Any]:
             "$idist.sync()",
             *_START,
             f"${_SCRIPTS}.attach(@resume_loader, @train#trainer)",
-            f"${_SCRIPTS}.attach(@best_saver, @validate#evaluator)",
-            f"${_SCRIPTS}.attach(@final_saver, @train#trainer)",
+            f"${_SCRIPTS}.attach(@checkpoint_saver, @train#trainer)",
         ],
-        "run": ["$@train#trainer.run()"],
+        "run": [f"${_SCRIPTS}.run_training(@train#trainer, @checkpoint_saver, @validate#evaluator)"],
         "finalize": ["$dist.is_initialized() and dist.destroy_process_group()"],
     }
 
@@ -593,8 +728,13 @@ def audit_config(spec: BundleSpec) -> dict[str, Any]:
     hp = hyper_parameters(spec)
     synthetic = spec.name == "synthetic"
     cfg: dict[str, Any] = {
-        "imports": ["$import torch", "$import monai", "$import monai_qmix", "$import monai_qmix.audit.cli"]
-        + ([f"$import {_SCRIPTS}"] if synthetic else []),
+        "imports": [
+            "$import torch",
+            "$import monai",
+            "$import monai_qmix",
+            "$import monai_qmix.audit.cli",
+            f"$import {_SCRIPTS}",
+        ],
         "bundle_root": f"bundles/qmix_{spec.name}",
         "dataset_name": spec.name,
         "reader": _reader(spec),
@@ -640,8 +780,9 @@ def audit_config(spec: BundleSpec) -> dict[str, Any]:
             "low_quality_rule=@low_quality_rule, per_class=@per_class, flips=@flips, top_k=@top_k, seed=@seed, "
             "device=@device, progress=@progress, network=@network_def, input_transform=@input_transform)"
         ),
+        "settings_check": f"${_SCRIPTS}.validate_settings('audit', '{spec.name}', write_back=False)",
         "initialize": [
-            "$monai.utils.look_up_option(@normalization, ['fundus', 'per_image'])",
+            f"${_SCRIPTS}.validate_settings('audit', '{spec.name}')",
             *_START,
         ],
         "run": ["$print(monai_qmix.audit.cli.audit_summary(*@audit, out=@output_dir))"],
@@ -868,7 +1009,7 @@ def readme(spec: BundleSpec) -> str:
         "## Commands (from the repository root)",
         "",
         "```bash",
-        "# train (best checkpoint by validation key metric: models/model.pt; last: models/model_final.pt)",
+        "# train (best checkpoint by validation key metric: models/model.pt; every epoch: models/model_last.pt)",
         f"{run}{data}",
         "# evaluate the checkpoint (metrics CSV in eval/)",
         f"python -m monai.bundle run --config_file {cfg('train', 'evaluate')}{data}",
@@ -889,10 +1030,63 @@ def readme(spec: BundleSpec) -> str:
         f"Run from inside `{root}` with `--bundle_root .`. Any key below is overridable, e.g. `--epochs 5`,",
         "`--method standard`, `--network resnet18`, `--noise_preset ddr_sym_L15_H50`; MLflow tracking with",
         "`--tracking mlflow` (needs `mlflow`); TensorBoard logs when `tensorboard` is installed.",
-        "Evaluation and inference must use the `--method` of the training run (one or two networks).",
+        "Evaluation and inference must use the `--method`, `--network` and `--num_classes` of the training run; a",
+        "checkpoint that does not fit (e.g. no network B for `qmix`, or another network) is refused with one line.",
         "`normalization`: `fundus` (fixed `norm_mean` / `norm_std`, the official statistics) or `per_image` (each",
         "view standardised per channel with its own mean and std, robust to colour casts). `num_threads`: torch CPU",
         "threads (`null`: torch's default; 1 avoids over-subscribing the cores that the DataLoader workers use).",
+        "",
+        "## Checkpoints and resume",
+        "",
+        "`models/` (`ckpt_dir`) holds `model.pt` (the epoch with the best validation `key_metric`), `model_last.pt`",
+        "(written at the end of every epoch) and `model_final.pt` (when the run completes). Each holds everything a",
+        "resume needs (both networks, optimisers, LR schedulers, separation state, RNG states, epoch) and the best",
+        "metric so far. Every file is written to a temporary file in the same folder and then renamed over the old",
+        "one, so a kill or a full disk during a save leaves the previous checkpoint intact, never a broken file.",
+        "Ctrl-C (SIGINT) or SIGTERM stops the run with one line saying which epoch `model_last.pt` holds (the epoch",
+        "in progress is lost) and exits with status 130 / 143.",
+        "",
+        "```bash",
+        "# continue an interrupted run (same settings): the last completed epoch of models/model_last.pt",
+        f"{run}{data} --resume auto",
+        "# extend a finished run from 100 to 150 epochs (the cosine LR schedule is recomputed for 150 epochs)",
+        f"{run}{data} --resume auto --epochs 150",
+        "```",
+        "",
+        "`resume`: `null` (default: from scratch), `auto` (`<ckpt_dir>/model_last.pt` when it exists, else from",
+        "scratch) or the path of a checkpoint of this bundle. The best metric is restored, so `model.pt` is only",
+        "replaced by a better epoch. With a larger `--epochs`, every cosine schedule gets the new length and the",
+        "learning rate is set to that cosine at the current epoch (without this the old schedule would climb again",
+        "after its end); Ω(t) follows the new `epochs` too. A smaller `--epochs` than the checkpoint's epoch is",
+        "refused. Resume with the settings of the interrupted run (`method`, `network`, `batch_size`, ...): a",
+        "checkpoint without an object of the new settings (e.g. no network B for `--method qmix`) is refused.",
+        "",
+        "## Settings are checked first",
+        "",
+        "Every workflow (train, evaluate, inference, multi-GPU, audit, and `ckpt_export`) first checks every",
+        "top-level setting against the table below, before any data is generated or loaded, and stops with one line",
+        "per problem naming the key, the value and what is expected (exit status 1, no traceback): e.g.",
+        "`--epochs two`, `--gmm_n_init 0`, `--method qmx` (\"did you mean 'qmix'?\"), an unknown key such as",
+        "`--epoch 50` (\"did you mean 'epochs'?\"), or `warmup_epochs >= epochs` with `qmix` / `dividemix` (the whole",
+        "run would be warm-up). Booleans accept true/false, 1/0, yes/no (any case), so `--progress false` is off.",
+        "Reading the dataset then checks that every label is below `num_classes` (naming an offending image) and",
+        "that the training split holds at least one batch (`batch_size`; the last incomplete batch is dropped).",
+        "",
+        "| setting | expected |",
+        "|---|---|",
+        *[f"| `{k}` | {v.expected()} |" for k, v in SETTINGS.items() if k in hp or k in _PATH_SETTINGS],
+        "",
+        "## Unreadable images",
+        "",
+        "Check a dataset before training: `python -m monai_qmix.data.prepare --check --dataset "
+        f"{_reader(spec)} --dataset_dir D`",
+        "(or `--check --dataset_dir FOLDER` for every image file below it) prints one `path<TAB>reason` line per",
+        "missing, empty, corrupt / truncated / fake, wrong-mode (e.g. CMYK) or wrong-depth (32-bit) image and exits",
+        "with status 1 when there is one. During training an unreadable image stops the run with one line naming",
+        "the file and the reason (`model_last.pt` keeps the last completed epoch; fix the image, then",
+        "`--resume auto`). Inference predicts every readable image into `predictions.csv`, lists the others with",
+        "the reason in `predictions_failed.csv` and then exits with status 1. 16-bit grey images are scaled by",
+        "their bit depth (`/ 65535`), not clipped.",
         "",
         "## Audit: probably mislabelled and low-quality images",
         "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .image_check import IMAGE_MODES, LoadFundusImaged, UnreadableImageError, check_image, check_images, to_rgb
 from .readers import (
     DATASETS,
     DR_GRADES,
@@ -75,6 +76,12 @@ __all__ = [
     "DATASETS",
     "DR_GRADES",
     "IMAGE_EXTENSIONS",
+    "IMAGE_MODES",
+    "LoadFundusImaged",
+    "UnreadableImageError",
+    "check_image",
+    "check_images",
+    "to_rgb",
     "ODIR_CLASSES",
     "ODIR_QUALITY_KEYWORDS",
     "QUALITY_HIGH",

@@ -16,6 +16,14 @@ mapping each prepared split to its datalist (the reader's fields, ``image`` rela
 ``original_image``). Read it back with ``load_datalist("json", "<out>", split="train")``. The run is resumable:
 outputs are written atomically and existing ones are skipped. Images that cannot be read are listed in
 ``<out>/failures_<split>.json`` and left out of the datalist (with a warning); they do not stop the run.
+
+Check a dataset before training (writes nothing; exit status 1 when an image is unusable)::
+
+    python -m monai_qmix.data.prepare --check --dataset aptos --dataset_dir /data/aptos [--split all]
+    python -m monai_qmix.data.prepare --check --dataset_dir /path/to/images      # every image file below
+
+prints one ``<path><TAB><reason>`` line per missing, empty, unreadable (corrupt, truncated, not an image),
+wrong-mode (e.g. CMYK) or wrong-depth (32-bit integer / float) image (:func:`monai_qmix.data.check_image`).
 """
 
 from __future__ import annotations
@@ -223,12 +231,41 @@ def _option(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _check(a: argparse.Namespace, options: dict[str, Any]) -> int:
+    from monai_qmix.data.image_check import check_images
+    from monai_qmix.data.readers import IMAGE_EXTENSIONS
+
+    if a.dataset is not None:
+        paths = [it["image"] for it in load_datalist(a.dataset, a.dataset_dir, a.split, missing=a.missing, **options)]
+    else:
+        if not os.path.isdir(a.dataset_dir):
+            print(f"--dataset_dir: no such folder '{a.dataset_dir}'")
+            return 1
+        paths = sorted(
+            os.path.join(r, f)
+            for r, _, files in os.walk(a.dataset_dir)
+            for f in files
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS
+        )
+    bad = check_images(paths, progress=not a.no_progress)
+    for b in bad:
+        print(f"{b['image']}\t{b['reason']}")
+    print(f"checked {len(paths)} images under {os.path.abspath(a.dataset_dir)}: {len(bad)} unusable")
+    return 1 if bad else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m monai_qmix.data.prepare", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", required=True, help="reader name (aptos, ddr, eyepacs, ..., csv)")
+    p.add_argument("--dataset", default=None, help="reader name (aptos, ddr, eyepacs, ..., csv)")
     p.add_argument("--dataset_dir", required=True, help="dataset folder as distributed (or the CSV for 'csv')")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", default=None, help="output folder")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing: list every unusable image (path, reason) of the split (or, without --dataset, every "
+        "image file under dataset_dir); exit status 1 if there is one",
+    )
     p.add_argument("--size", type=int, default=512, help="output side in pixels (default 512)")
     p.add_argument("--split", default="train", help="split to prepare (default train; 'all' for every split)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default 0: in-process)")
@@ -238,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
     a = p.parse_args(argv)
     options = dict(a.option)
+    if a.check:
+        return _check(a, options)
+    if a.dataset is None or a.out is None:
+        p.error("--dataset and --out are required (unless --check)")
     datalist = load_datalist(a.dataset, a.dataset_dir, a.split, missing=a.missing, **options)
     root = a.dataset_dir if os.path.isdir(a.dataset_dir) else os.path.dirname(os.path.abspath(a.dataset_dir))
     info = {"dataset": a.dataset, "dataset_dir": os.path.abspath(a.dataset_dir), "options": options}

@@ -495,6 +495,12 @@ def grade_counts(num: int, class_probs: Sequence[float] | None = None) -> np.nda
     return counts
 
 
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _render_job(args: tuple[int, int, int, int, float, str]) -> dict[str, Any]:
     seed, i, grade, size, retina_prob, path = args
     from PIL import Image
@@ -559,10 +565,19 @@ def generate_synthdr(
         it = map(_render_job, jobs)
         infos = list(_progress(it, num, progress))
     else:
-        with ProcessPoolExecutor(max_workers=int(workers)) as ex:
+        # workers ignore SIGINT: Ctrl-C reaches this process only, which stops the workers instead of waiting for
+        # every queued job (the pool's shutdown(wait=True) made Ctrl-C hang); train.csv is then not written
+        ex = ProcessPoolExecutor(max_workers=int(workers), initializer=_ignore_sigint)
+        try:
             infos = list(
                 _progress(ex.map(_render_job, jobs, chunksize=max(1, num // (8 * int(workers)))), num, progress)
             )
+        except BaseException:
+            for proc in list((getattr(ex, "_processes", None) or {}).values()):
+                proc.terminate()
+            ex.shutdown(wait=False, cancel_futures=True)
+            raise
+        ex.shutdown()
     rows = [{"id_code": ids[i], "diagnosis": int(grades[i]), "image": jobs[i][5], **infos[i]} for i in range(num)]
     with open(out / "train.csv", "w", newline="") as f:
         w = csv.writer(f)

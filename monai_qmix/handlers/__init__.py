@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from .bn_recalibration import BatchNormRecalibrationHandler
+from .checkpoint import AtomicCheckpointSaver, CheckpointResumer, atomic_torch_save, resolve_resume
 from .grading_metrics import (
     GradingAccuracy,
     MacroF1,
@@ -22,9 +23,11 @@ from .separation import FixedPartitionHandler, SampleSeparationHandler, Separati
 from .separation_loss import SeparationLossHandler
 
 __all__ = [
+    "AtomicCheckpointSaver",
     "FixedPartitionHandler",
     "ground_truth_partition",
     "BatchNormRecalibrationHandler",
+    "CheckpointResumer",
     "GradingAccuracy",
     "MacroF1",
     "OneVsRestAUC",
@@ -33,7 +36,9 @@ __all__ = [
     "SampleSeparationHandler",
     "SeparationEvents",
     "SeparationLossHandler",
+    "atomic_torch_save",
     "grading_metric_set",
     "grading_report",
     "quadratic_weighted_kappa",
+    "resolve_resume",
 ]

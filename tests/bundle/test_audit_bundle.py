@@ -88,7 +88,8 @@ class TestAuditBundle(unittest.TestCase):
             self.assertEqual({int(r["given_label"]) for r in rows}, set(range(5)))
 
             # the bundle's own checkpoint (train.json, one tiny epoch) through audit.json
-            tiny_train = {"epochs": 1, "image_size": 32, "batch_size": 4, "num_workers": 0, "network": "small_cnn"}
+            tiny_train = {"epochs": 1, "image_size": 32, "batch_size": 4, "num_workers": 0, "network": "small_cnn",
+                          "method": "standard"}  # fmt: skip
             train = run_config("ddr", "train", bundle_root=tmp, dataset_dir=data, val_fraction=0.25, progress=False,
                                **tiny_train)  # fmt: skip
             ckpt = os.path.join(tmp, "models", "model.pt")

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -137,6 +142,49 @@ class TestGenerateSynthDR(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             with self.assertRaises(ValueError):
                 generate_synthdr(d, **{"num": 3, **kwargs})
+
+
+class TestInterrupt(unittest.TestCase):
+    def test_ctrl_c_stops_workers_and_writes_no_csv(self):
+        """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) with 2 workers: the generator stops
+        at once (workers ignore SIGINT and are terminated), no train.csv is written, no worker is left."""
+        repo = str(Path(__file__).resolve().parents[2])
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "sd")
+            code = (
+                "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "from monai_qmix.data.synthetic import main; "
+                f"raise SystemExit(main(['--out', {out!r}, '--num', '3000', '--size', '96', '--workers', '2', "
+                "'--quiet']))"
+            )
+            env = {**os.environ, "PYTHONPATH": repo}
+            proc = subprocess.Popen(
+                [sys.executable, "-c", code], env=env, start_new_session=True, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            images = Path(out, "train_images")
+            deadline = time.time() + 120
+            while (not images.is_dir() or len(os.listdir(images)) < 10) and time.time() < deadline:
+                time.sleep(0.1)
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                _, err = proc.communicate(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn("KeyboardInterrupt", err)
+            self.assertFalse(Path(out, "train.csv").exists())
+            self.assertLess(len(os.listdir(images)), 3000)
+            gone = False
+            for _ in range(50):  # the whole group (parent and workers) is gone (reaped within a few seconds)
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    gone = True
+                    break
+                time.sleep(0.1)
+            self.assertTrue(gone, "a SynthDR worker outlived the interrupted generator")
 
 
 if __name__ == "__main__":
