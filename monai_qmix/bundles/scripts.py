@@ -667,12 +667,18 @@ class ImageErrorGuard:
             engine.add_event_handler(Events.GET_BATCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        """Raise for the first image of the batch that failed to load."""
+        """Raise for the first image of the batch (or of the step's labelled / unlabelled batches) that failed."""
+        batch = engine.state.batch
+        if not isinstance(batch, Mapping):
+            return
+        # QMixTrainer's two-loader loop yields step dicts {"network", "labelled": batch, "unlabelled": batch, ...}
+        nested = [v for v in batch.values() if isinstance(v, Mapping) and self.error_key in v]
+        for b in [batch] if self.error_key in batch else nested:
+            self._check(b)
+
+    def _check(self, batch: Mapping) -> None:
         from monai_qmix.data import UnreadableImageError
 
-        batch = engine.state.batch
-        if not isinstance(batch, Mapping) or self.error_key not in batch:
-            return
         errors = batch[self.error_key]
         errors = [errors] if isinstance(errors, str) else list(errors)
         for i, error in enumerate(errors):

@@ -64,19 +64,28 @@ class TestResume(unittest.TestCase):
             wf = initialized(workflow("aptos", ["train"], "train", bundle_root=root, dataset_dir=data, **RUN))
             first = record_metrics(wf)
 
-            def interrupt(engine):
-                raise KeyboardInterrupt
+            # (the two-loader loop sets epoch_length at every epoch start: count the iterations of epoch 3)
+            seen = {"end_of_epoch_2": None, "in_epoch_3": 0}
 
-            wf.trainer.add_event_handler(
-                Events.ITERATION_COMPLETED(once=2 * wf.trainer.state.epoch_length + 1), interrupt
-            )
+            def interrupt(engine):
+                if engine.state.epoch == 3:
+                    seen["in_epoch_3"] += 1
+                    if seen["in_epoch_3"] == 1:
+                        raise KeyboardInterrupt
+
+            def epoch_done(engine):
+                if engine.state.epoch == 2:
+                    seen["end_of_epoch_2"] = engine.state.iteration
+
+            wf.trainer.add_event_handler(Events.ITERATION_COMPLETED, interrupt)
+            wf.trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_done)
             with self.assertRaises(SystemExit) as cm:
                 run(wf)
             self.assertEqual(cm.exception.code, 130)
             self.assertIn("epoch 3", cm.exception.message)
             self.assertIn("--resume auto", cm.exception.message)
             last = _load(os.path.join(root, "models", "model_last.pt"))
-            self.assertEqual(last["trainer"]["iteration"], 2 * wf.trainer.state.epoch_length)  # epoch 2, complete
+            self.assertEqual(last["trainer"]["iteration"], seen["end_of_epoch_2"])  # epoch 2, complete
             self.assertFalse(os.path.exists(os.path.join(root, "models", "model_final.pt")))
 
             # resume: epoch 3 only, with the same metrics as the uninterrupted run
