@@ -3,29 +3,56 @@
 # compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 # Unless required by applicable law or agreed to in writing, software distributed under the License is
 # distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-"""Epoch cost of QMix and DivideMix relative to standard CE, against QMix's pass floor (not a test).
+r"""Epoch cost of QMix and DivideMix relative to standard CE, against their pass floors (not a test).
 
 Everything is measured in **one process** on the same in-memory data, batch size, image size and network
 architecture, with ``torch.set_num_threads(--threads)``:
 
 * the *pass costs* per sample: ``f`` = one no-grad forward (train mode, batch ``--batch``) and ``F`` = one
   forward+backward (train mode, batch ``--batch``); also at the batch sizes the trainer really uses (weak and
-  strong views are concatenated: ``2·batch``; scoring: eval mode, the separation loader's ``4·batch``);
-* the *pass floor* per sample and epoch: QMix ``6f + 4F`` (2 scoring forwards, 4 weak forwards and 4 strong
-  forward+backwards: two networks, 2 weak + 2 strong views), ``strong_views=1``: ``6f + 2F``, CE: ``F``;
-* the wall time of one post-warm-up epoch of every method (``standard``, ``qmix``, ``qmix_sv1``, ``dividemix``, and
-  two *warm-up* epochs of the two-network trainer: ``warmup_4v`` with the 4-view loader it is normally given and
-  ``warmup_1v`` with a loader producing only the strong view the CE warm-up uses). Each method has its own
+  strong views are concatenated: ``2·batch``, two-loader strong views ``4·batch``, the fixed partner in eval mode at
+  ``2·batch``; scoring: eval mode, the separation loader's ``4·batch``);
+* the *pass floor* of an epoch, in the two loops of :class:`~monai_qmix.engines.QMixTrainer`:
+
+  - ``loop="single"`` (methods ``qmix_single``, ``qmix_sv1_single``, ``dividemix_single``, ``warmup_*_single``),
+    per sample of the ``n'`` samples it iterates (``drop_last``): QMix / DivideMix ``6f + 4F`` (2 scoring forwards,
+    4 weak forwards and 4 strong forward+backwards: two networks, 2 weak + 2 strong views), ``strong_views=1``:
+    ``6f + 2F``, warm-up (CE on both networks, the same batch) ``2F``;
+  - ``loop="two_loader"``, the default (methods ``qmix``, ``qmix_sv1``, ``dividemix``, ``warmup_*``): per epoch
+    ``2·N·f + Σ_k [R_x,k·(2f + vF) + R_u,k·(4f + vF)]`` over the networks ``k = A, B``: ``N`` samples scored by each
+    network (separation), ``v`` strong views; network ``k`` makes one pass over its labelled loader (QMix:
+    Correct ∪ Mis-L, DivideMix: Correct, of the partner's partition; ``N_x,k`` samples, ``steps_k = len(loader)``
+    batches of ``B``: ``⌊N_x,k / B⌋`` with the benchmark's ``drop_last``, ``⌈N_x,k / B⌉`` without), drawing
+    ``R_x,k`` labelled rows and ``R_u,k`` unlabelled rows (``B`` per step from the ``N_u,k`` Mis-H samples, the
+    loader restarting when exhausted). Per labelled row: the trained network's no-grad forward of the 2 weak views
+    (co-refinement / pseudo-label) and ``v`` strong forward+backwards; per unlabelled row: the 2 weak views through
+    the trained network **and** the fixed partner (co-guess) and ``v`` strong forward+backwards (the step's
+    ``v·2B`` strong rows go through one forward+backward). With full batches ``R_x,k = R_u,k = B·steps_k ≈ N_x,k``,
+    so per sample of the epoch ``2f + (B·(steps_A + steps_B) / N)·(6f + 2vF)``. Warm-up: one pass per network over
+    all samples at batch ``2B``, CE on one strong view: ``Σ_k R_x,k·F = 2F`` per sample. ``N_x``, ``N_u``, steps and
+    rows are read, per network and round, from the loaders the trainer built for that epoch (:func:`epoch_plan`);
+    the rows the trainer's forward callables really received are counted and compared with the floor's
+    (*rows match*);
+  - CE (``standard``): ``F``;
+
+* the wall time of one post-warm-up epoch of every method (``standard``, the methods above, and the *warm-up*
+  epochs of the two-network trainer: ``warmup_4v`` with the 4-view loader it is normally given and ``warmup_1v``
+  with a loader producing only the strong view the CE warm-up uses). Each method has its own
   :class:`~monai_qmix.engines.QMixTrainer`; after its own warm-up the trainers run **one epoch each in turn**
   (``A B C … A B C …``, Ignite's ``Engine.interrupt`` at ``EPOCH_COMPLETED`` and ``run()`` to resume), so that
   machine-load drift hits every method alike; the first ``--discard`` rounds are not timed, the medians of the
-  next ``--repeats`` rounds are reported; the pass costs are re-measured in every round too;
+  next ``--repeats`` rounds are reported; the pass costs are re-measured in every round and every epoch is set
+  against the floor of its own round (its pass costs and, two-loader, its partition): *epoch / floor* is the
+  median over rounds of these ratios;
 * a breakdown of every epoch, hooked without touching the library: separation = :func:`score_samples` (scoring
   pass) + :func:`separate` (GMM fit) timed by wrapping the two functions the separation handler calls;
   data loading = Ignite's ``GET_BATCH_STARTED`` → ``GET_BATCH_COMPLETED``; weak forwards / strong (or CE)
   forwards = the trainer's forward callables wrapped and split by ``torch.is_grad_enabled()``; backward =
   ``LOSS_COMPLETED`` → ``BACKWARD_COMPLETED``; optimiser steps = ``BACKWARD_COMPLETED`` → ``MODEL_COMPLETED``;
-  ``other`` = the rest of the epoch (targets, losses, batch to device, Ignite);
+  ``other`` = the rest of the epoch (targets, losses, batch to device, Ignite). All of them also hold in the
+  two-loader loop, where an iteration is one step of one network: *data* covers the step's labelled and unlabelled
+  batches, *weak forwards* the trained network's and the fixed partner's no-grad forwards, and the per-epoch
+  loader construction (``EPOCH_STARTED``) falls in ``other``;
 * peak memory: CUDA ``max_memory_allocated`` per epoch; CPU: the peak RSS of a fresh subprocess per method
   (building the same setup and running its warm-up + one epoch) and its increase over the RSS before training.
 
@@ -34,9 +61,13 @@ does not dominate); ``--data augment`` augments on the fly in the main process (
 augmentation cost on purpose. Apart from the timed epochs, the per-sample cost of the view transforms (2 weak +
 2 strong vs the single strong view of CE) is measured, which is the *warm-up waste* of a 4-view loader.
 
-Usage (the committed CPU result)::
+Usage: the committed CPU result of the default (two-loader) loop, beside the former loop and CE; the older results
+``cost_cpu_*_t1*.md`` were measured when ``qmix``, ``qmix_sv1``, ``dividemix`` and ``warmup_*`` named the single loop
+(today's ``*_single`` methods)::
 
-    python benchmarks/cost.py --n 192 --size 64 --batch 16 --backbone small_cnn --threads 1 --repeats 4 --data cached
+    python benchmarks/cost.py --n 192 --size 64 --batch 16 --backbone small_cnn --threads 1 --repeats 4 --discard 1 \
+        --data cached --tag cost_cpu_cached_t1_two_loader \
+        --methods standard,qmix,qmix_sv1,dividemix,warmup_4v,qmix_single,dividemix_single,warmup_4v_single
 """
 
 from __future__ import annotations
