@@ -17,7 +17,9 @@ Steps (each recorded, any failure makes the exit status 1):
    ``torch.cuda.set_sync_debug_mode("warn")``: every host-device synchronisation warning is counted with the
    file and line that caused it (any one fails the step).
 3. ``cost``: ``benchmarks/cost.py`` at ``--size`` px for CE and QMix (cached views, AMP): images/s of a CE epoch and
-   of a QMix epoch, the QMix epoch over its pass floor (``6f + 4F``), and the peak GPU memory.
+   of a QMix epoch (the default two-loader loop), the QMix epoch over its pass floor (the two-loader floor of
+   ``cost.py``: ``2·N·f + Σ_k [R_x,k·(2f + vF) + R_u,k·(4f + vF)]`` from the epoch's partition), and the peak GPU
+   memory.
 
 Outputs: ``<out>/<tag>.json`` and ``<tag>.md``. Usage (on the GPU machine, from the repository root)::
 
