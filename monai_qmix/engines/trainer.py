@@ -773,14 +773,7 @@ class QMixTrainer(SupervisedTrainer):
             target = torch.where(
                 (groups == CORRECT)[:, None], refined, torch.where((groups == MIS_H)[:, None], guessed, pseudo)
             )
-            weight = torch.ones(b, device=y.device)
-            for g in range(3):
-                n_g = int((groups == g).sum())
-                if 0 < n_g < self.min_group_size:
-                    weight[groups == g] = 0.0
-                    name = f"{GROUP_NAMES[g]}_{k.lower()}"
-                    self.skipped[name] = self.skipped.get(name, 0) + 1
-            plan[k] = (groups, target, weight)
+            plan[k] = (groups, target, self._row_weights(k, groups))
 
         # 3. strong views -> forward with gradient, both networks
         for net, opt in zip(self.networks, self.optimizers):
