@@ -11,7 +11,15 @@ from .metrics import align_groups, separation_metrics
 from .report import CSV_COLUMNS, plot_separation, write_separation_csv
 from .result import CORRECT, GROUP_NAMES, MIS_H, MIS_L, SeparationResult, group_codes
 from .scoring import UNCERTAINTY_MEASURES, feature_head_split, score_samples
-from .separate import SEPARATION_MODES, dividemix_mapping, minmax_normalise, qmix_mapping, separate
+from .separate import (
+    MAPPING_RULES,
+    SEPARATION_MODES,
+    dividemix_mapping,
+    loss_first_mapping,
+    minmax_normalise,
+    qmix_mapping,
+    separate,
+)
 
 __all__ = [
     "CORRECT",
@@ -20,6 +28,7 @@ __all__ = [
     "GROUP_NAMES",
     "MIS_H",
     "MIS_L",
+    "MAPPING_RULES",
     "SEPARATION_MODES",
     "SeparationResult",
     "align_groups",
@@ -31,6 +40,7 @@ __all__ = [
     "group_codes",
     "minmax_normalise",
     "qmix_mapping",
+    "loss_first_mapping",
     "separate",
     "separation_metrics",
 ]

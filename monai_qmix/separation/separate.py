@@ -38,7 +38,15 @@ from sklearn.mixture import GaussianMixture
 
 from .result import CORRECT, MIS_H, MIS_L, SeparationResult
 
-__all__ = ["separate", "qmix_mapping", "dividemix_mapping", "minmax_normalise", "SEPARATION_MODES"]
+__all__ = [
+    "separate",
+    "qmix_mapping",
+    "loss_first_mapping",
+    "dividemix_mapping",
+    "minmax_normalise",
+    "SEPARATION_MODES",
+    "MAPPING_RULES",
+]
 
 SEPARATION_MODES = ("qmix", "dividemix")
 #: with ``n_init > 1`` and more samples than this, the best start is chosen on a seeded subsample of this size and
@@ -71,6 +79,31 @@ def qmix_mapping(means: np.ndarray) -> np.ndarray:
     return out
 
 
+def loss_first_mapping(means: np.ndarray) -> np.ndarray:
+    """Alternative QMix component → group rule (``mapping_rule="loss_first"``).
+
+    Correct is the component with the lowest loss mean; of the remaining components the one with the largest
+    uncertainty mean is Mis-L and the others are Mis-H. It differs from :func:`qmix_mapping` only when the
+    highest-uncertainty component is also the lowest-loss one, or when a hard-but-correct component (low loss,
+    high uncertainty) out-ranks the degraded images on uncertainty: :func:`qmix_mapping` then sends those correct
+    samples to Mis-L, this rule keeps them Correct. Neither rule is confirmed by the paper (method doc, §4.2 item 6).
+
+    Args:
+        means: (K, 2) component means, columns ``(loss, uncertainty)``, K >= 3.
+
+    Returns:
+        (K,) int64 group codes.
+    """
+    means = np.asarray(means)
+    k = means.shape[0]
+    out = np.full(k, MIS_H, dtype=np.int64)
+    correct = int(np.argmin(means[:, 0]))
+    out[correct] = CORRECT
+    rest = [i for i in range(k) if i != correct]
+    out[rest[int(np.argmax(means[rest, 1]))]] = MIS_L
+    return out
+
+
 def dividemix_mapping(means: np.ndarray) -> np.ndarray:
     """DivideMix rule: the lowest-loss component is Correct ("clean"), every other one Mis-H ("noisy").
 
@@ -84,6 +117,10 @@ def dividemix_mapping(means: np.ndarray) -> np.ndarray:
     out = np.full(means.shape[0], MIS_H, dtype=np.int64)
     out[int(np.argmin(means[:, 0]))] = CORRECT
     return out
+
+
+#: named ``mapping_rule`` values of :func:`separate` (``"qmix"`` mode)
+MAPPING_RULES: dict[str, MappingRule] = {"uncertainty_first": qmix_mapping, "loss_first": loss_first_mapping}
 
 
 def minmax_normalise(x: np.ndarray) -> np.ndarray:
@@ -199,7 +236,7 @@ def separate(
     n_init: int = 5,
     mode: str = "qmix",
     p_threshold: float = 0.5,
-    mapping_rule: MappingRule | None = None,
+    mapping_rule: MappingRule | str | None = None,
     min_class_size: int | None = None,
     max_fit_samples: int | None = None,
 ) -> SeparationResult:
@@ -237,7 +274,9 @@ def separate(
         mode: ``"qmix"`` or ``"dividemix"``.
         p_threshold: ``"dividemix"`` only: the clean-probability threshold (DivideMix default 0.5).
         mapping_rule: callable ``means (K, D) -> K group codes`` replacing the default rule; codes in {0, 1, 2}
-            (``"qmix"``) or {0, 1} (``"dividemix"``).
+            (``"qmix"``) or {0, 1} (``"dividemix"``). ``"qmix"`` mode also takes a name of :data:`MAPPING_RULES`:
+            ``"uncertainty_first"`` (:func:`qmix_mapping`, the default) or ``"loss_first"``
+            (:func:`loss_first_mapping`).
         min_class_size: per-class mode: classes with fewer samples use the global fit. Default
             ``10 * n_components``.
         max_fit_samples: when set and a fit has more samples, the GMM is fitted on a seeded random subset of this
@@ -271,6 +310,13 @@ def separate(
         raise ValueError(f"n_init: expected a positive int (EM initialisations per GMM fit), got {n_init!r}.")
     if max_fit_samples is not None and (not isinstance(max_fit_samples, (int, np.integer)) or max_fit_samples < 1):
         raise ValueError(f"max_fit_samples: expected a positive int or None, got {max_fit_samples!r}.")
+    if isinstance(mapping_rule, str):
+        if mode != "qmix" or mapping_rule not in MAPPING_RULES:
+            raise ValueError(
+                f"mapping_rule: expected one of {sorted(MAPPING_RULES)} (mode='qmix') or a callable, got "
+                f"{mapping_rule!r} with mode={mode!r}."
+            )
+        mapping_rule = MAPPING_RULES[mapping_rule]
     if mapping_rule is not None and not callable(mapping_rule):
         raise ValueError(f"mapping_rule: expected a callable or None, got {type(mapping_rule).__name__}.")
     rule = mapping_rule or (qmix_mapping if mode == "qmix" else dividemix_mapping)

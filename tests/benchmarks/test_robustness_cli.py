@@ -95,6 +95,39 @@ class TestPaperScaleAndOptions(unittest.TestCase):
                 self.assertIn(needle, err.getvalue())
 
 
+class TestTargetsAndSeparationOptions(unittest.TestCase):
+    @staticmethod
+    def _recs(**qwk):  # method -> (best, last) test QWK of one seed
+        return {
+            m: [{"best": {"test": {"qwk": b}}, "last": {"test": {"qwk": la}}, "epochs": []}]
+            for m, (b, la) in qwk.items()
+        }
+
+    def test_clean_runs_get_the_clean_label_regime_check_only(self):
+        block = {"noise_counts_text": "correct 600, mis_h 0, mis_l 0"}
+        self.assertTrue(rb.is_clean(block))
+        self.assertFalse(rb.is_clean({"noise_counts": {"correct": 304, "mis_h": 206, "mis_l": 90}}))
+        recs = self._recs(standard=(0.786, 0.788))
+        (line,) = rb.targets(recs, "synthdr", clean=True)
+        self.assertIn("CE best test QWK 0.786", line)
+        self.assertTrue(line.endswith("MISSED"))
+        self.assertTrue(rb.targets(self._recs(standard=(0.81, 0.8)), "synthdr", clean=True)[0].endswith("met"))
+        self.assertIn("no goal", rb.targets(recs, "csv", clean=True)[0])
+        noisy = rb.targets(self._recs(standard=(0.712, 0.532), qmix=(0.71, 0.684)), "synthdr")
+        self.assertTrue(noisy[0].startswith("regime: CE best 0.712"))
+        self.assertIn("QMix last QWK 0.684 ≥ standard 0.532 + 0.10: met", noisy)
+
+    def test_mapping_rule_and_per_class_options(self):
+        args = rb.parse_args(["--mapping_rule", "loss_first", "--gmm_per_class"])
+        self.assertEqual((args.mapping_rule, args.gmm_per_class), ("loss_first", True))
+        plain = rb.parse_args([])
+        self.assertEqual((plain.mapping_rule, plain.gmm_per_class), ("uncertainty_first", False))
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), self.assertRaises(SystemExit):
+            rb.parse_args(["--mapping_rule", "by_loss"])
+        self.assertIn("--mapping_rule", err.getvalue())
+
+
 class TestTinyRun(_RestoresTrackMeta):
     def test_named_backbone_with_local_pretrained_weights(self):
         """The path of benchmark (c) (a MONAI backbone + local weights), at toy size on the CPU."""
@@ -124,7 +157,8 @@ class TestTinyRun(_RestoresTrackMeta):
             argv = ["--num", "60", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
                     "--warmup_epochs", "1", "--methods", "standard,qmix", "--threads", "1", "--bootstrap", "0",
                     "--splits", "0.6,0.2,0.2", "--out", tmp, "--cache_dir", os.path.join(tmp, "c"),
-                    "--tag", "t", "--omega0", "0.2", "--lambda_c", "0.05"]  # fmt: skip
+                    "--tag", "t", "--omega0", "0.2", "--lambda_c", "0.05", "--mapping_rule", "loss_first",
+                    "--gmm_per_class"]  # fmt: skip
             self.assertEqual(rb.main(argv), 0)
             with open(os.path.join(tmp, "t.json")) as f:
                 res = json.load(f)
@@ -136,6 +170,7 @@ class TestTinyRun(_RestoresTrackMeta):
             self.assertEqual(len(block["methods"]["qmix"][0]["epochs"]), 2)
             hp = block["methods"]["qmix"][0]["hyper_parameters"]
             self.assertEqual((hp["omega0"], hp["lambda_c"]), (0.2, 0.05))  # the overrides reach the trainer
+            self.assertEqual((hp["mapping_rule"], hp["gmm_per_class"]), ("loss_first", True))
             self.assertIsNotNone(block["methods"]["qmix"][0]["epochs"][1]["separation"].get("A"))
             # the degraded images with their labels are what the noise file says: every Mis-L image was degraded
             sets = rb.make_sets(rb.parse_args(argv), "ddr_sym_L15_H50", 0)

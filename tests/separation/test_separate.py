@@ -21,6 +21,7 @@ from monai_qmix.separation import (
     MIS_H,
     MIS_L,
     SeparationResult,
+    loss_first_mapping,
     qmix_mapping,
     separate,
     separation_metrics,
@@ -132,6 +133,21 @@ class TestSeparate(unittest.TestCase):
         np.testing.assert_array_equal(a.groups == CORRECT, b.groups == MIS_H)
         with self.assertRaisesRegex(ValueError, "mapping_rule"):
             separate(loss, unc, mapping_rule=lambda m: [0, 0, 5])
+
+    def test_named_mapping_rules(self):
+        # components: hard-but-correct (low loss, highest uncertainty), Mis-H (high loss), degraded (mid, mid)
+        means = np.array([[0.1, 0.9], [0.8, 0.2], [0.5, 0.6]])
+        np.testing.assert_array_equal(qmix_mapping(means), [MIS_L, MIS_H, CORRECT])
+        np.testing.assert_array_equal(loss_first_mapping(means), [CORRECT, MIS_H, MIS_L])
+        # on the figure-shaped clouds both rules agree
+        loss, unc, truth = score_cloud()
+        a = separate(loss, unc, mapping_rule="uncertainty_first")
+        b = separate(loss, unc, mapping_rule="loss_first")
+        np.testing.assert_array_equal(a.groups, separate(loss, unc).groups)
+        np.testing.assert_array_equal(a.groups, b.groups)
+        for bad, mode in (("by_loss", "qmix"), ("loss_first", "dividemix")):
+            with self.assertRaisesRegex(ValueError, "mapping_rule.*loss_first.*uncertainty_first"):
+                separate(loss, unc, mapping_rule=bad, mode=mode)
 
     def test_more_components(self):
         loss, unc, truth = score_cloud()
