@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from monai.utils import optional_import
 
 from monai_qmix.bundles.specs import BUNDLE_SPECS, SYNTHETIC_COMMAND
 from monai_qmix.data import DATASETS, IMAGE_EXTENSIONS, UNGRADABLE, DatalistError, load_datalist, split_by_patient
@@ -54,6 +55,7 @@ __all__ = [
     "SettingError",
     "parse_setting",
     "validate_settings",
+    "tensorboard_available",
 ]
 
 #: keys kept in the bundle datalists (a fixed set, so that ``default_collate`` never meets a missing key).
@@ -311,6 +313,26 @@ def attach(handler: Any, engine: Engine) -> Any:
     if handler is not None:
         handler.attach(engine)
     return handler
+
+
+_TENSORBOARD_NOTICE: list[bool] = []
+
+
+def tensorboard_available() -> bool:
+    """Whether TensorBoard logging can run (``torch.utils.tensorboard`` imports, i.e. ``tensorboard`` is installed).
+
+    When it cannot, one line says so (once per process) instead of the bundle's TensorBoard handlers being
+    skipped silently.
+    """
+    _, ok = optional_import("torch.utils.tensorboard", name="SummaryWriter")
+    if not ok and not _TENSORBOARD_NOTICE:
+        _TENSORBOARD_NOTICE.append(True)
+        print(
+            "tensorboard is not installed: no TensorBoard logs (pip install tensorboard, or the package's [tracking] "
+            "extra); the training curves are still written to <output_dir>/training_curves.csv and .png.",
+            flush=True,
+        )
+    return bool(ok)
 
 
 class SettingError(ValueError):
@@ -634,10 +656,23 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
     previous = None
     main = threading.current_thread() is threading.main_thread()
     if main:
+        received: list[int] = []
 
         def on_sigterm(signum: int, frame: Any) -> None:
+            received.append(signum)
             raise TrainingInterrupted("SIGTERM")
 
+        def stop_if_received(_engine: Engine) -> None:
+            # the raise in on_sigterm is lost when the signal lands in a finaliser (``__del__``, a generator's
+            # close): Python prints "Exception ignored" and goes on. The flag stops the run at the next iteration.
+            if received:
+                raise TrainingInterrupted("SIGTERM")
+
+        from ignite.engine import Events
+
+        for engine in (trainer, evaluator):
+            if engine is not None and not engine.has_event_handler(stop_if_received, Events.ITERATION_COMPLETED):
+                engine.add_event_handler(Events.ITERATION_COMPLETED, stop_if_received)
         previous = signal.signal(signal.SIGTERM, on_sigterm)
     saved = saver.describe if saver is not None else (lambda: "no checkpoint saver")
     try:
@@ -662,8 +697,14 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
             "then continue with --resume auto."
         ) from None
     finally:
-        if main and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if main:
+            from ignite.engine import Events
+
+            for engine in (trainer, evaluator):
+                if engine is not None and engine.has_event_handler(stop_if_received, Events.ITERATION_COMPLETED):
+                    engine.remove_event_handler(stop_if_received, Events.ITERATION_COMPLETED)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     return trainer
 
 
