@@ -311,7 +311,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
         ),
         "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
         "amp": "$@device.type == 'cuda'",
-        "tensorboard": "$monai.utils.optional_import('torch.utils.tensorboard', name='SummaryWriter')[1]",
+        "tensorboard": f"${_SCRIPTS}.tensorboard_available()",
         "is_not_rank0": (
             "$torch.distributed.is_available() and torch.distributed.is_initialized() "
             "and torch.distributed.get_rank() > 0"
@@ -449,6 +449,12 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
                     "epoch_level": True,
                 },
                 {
+                    "_target_": "monai_qmix.handlers.TrainingCurveHandler",
+                    "_disabled_": "@is_not_rank0",
+                    "output_dir": "@output_dir",
+                    "validator": "@validate#evaluator",
+                },
+                {
                     "_target_": "monai.handlers.StatsHandler",
                     "_disabled_": "@is_not_rank0",
                     "name": None,
@@ -464,7 +470,7 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
                     "output_transform": "$monai.handlers.from_engine(['loss'], first=True)",
                 },
                 {
-                    "_target_": "ignite.handlers.ProgressBar",
+                    "_target_": "monai_qmix.handlers.TrainingProgressBar",
                     "_disabled_": "$not @progress or @is_not_rank0",
                     "persist": False,
                 },

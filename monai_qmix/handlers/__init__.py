@@ -21,6 +21,7 @@ from .grading_metrics import (
 )
 from .separation import FixedPartitionHandler, SampleSeparationHandler, SeparationEvents, ground_truth_partition
 from .separation_loss import SeparationLossHandler
+from .training_log import TrainingCurveHandler, TrainingProgressBar, loss_value, partition_sizes
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -36,6 +37,10 @@ __all__ = [
     "SampleSeparationHandler",
     "SeparationEvents",
     "SeparationLossHandler",
+    "TrainingCurveHandler",
+    "TrainingProgressBar",
+    "loss_value",
+    "partition_sizes",
     "atomic_torch_save",
     "grading_metric_set",
     "grading_report",

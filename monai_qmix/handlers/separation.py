@@ -31,8 +31,10 @@ from ignite.engine import EventEnum, Events
 
 from monai_qmix.separation import (
     CORRECT,
+    GROUP_NAMES,
     MIS_H,
     SeparationResult,
+    align_groups,
     score_samples,
     separate,
     separation_metrics,
@@ -181,6 +183,7 @@ class SampleSeparationHandler:
         self.results: dict[str, SeparationResult] = {}
         self.epochs: dict[str, int] = {}
         self.metrics: dict[str, dict[str, Any]] = {}
+        self._told_no_noise = False
 
     # ------------------------------------------------------------------ Ignite plumbing
     def attach(self, engine: Engine) -> None:
@@ -256,10 +259,27 @@ class SampleSeparationHandler:
             **self.separation_kwargs,
         )
         truth = self.noise_group if self.noise_group is not None else scores.get(self.noise_group_key or "")
-        metrics = separation_metrics(result, truth) if truth is not None else None
+        metrics = separation_metrics(result, truth) if self._has_planted_noise(result, truth) else None
         if self._is_main():
             self._report(result, metrics, key, epoch, scores.get("image"), truth)
         return result, metrics
+
+    def _has_planted_noise(self, result: SeparationResult, truth: Any) -> bool:
+        """Whether ``truth`` holds more than one known group; else the AUCs are undefined: one log line, no metrics."""
+        if truth is None:
+            return False
+        known = align_groups(result, truth)
+        known = known[known >= 0]
+        if np.unique(known).size > 1:
+            return True
+        if not self._told_no_noise and self._is_main():
+            self._told_no_noise = True
+            what = f"only {GROUP_NAMES[int(known[0])]!r}" if known.size else "no known group"
+            self.logger.info(
+                f"Separation: the ground truth ({self.noise_group_key or 'noise_group'}) has {what}, i.e. no planted "
+                "noise: AUC_clean / AUC_good are undefined and not computed (group counts are still logged)."
+            )
+        return False
 
     @staticmethod
     def _is_main() -> bool:

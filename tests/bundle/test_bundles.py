@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -233,6 +234,12 @@ class TestBundleWorkflows(unittest.TestCase):
             ckpt = torch.load(os.path.join(tmp, "models", "model.pt"), map_location="cpu", weights_only=True)
             self.assertTrue({"network_a", "network_b", "optimizer_a", "trainer", "rng"} <= set(ckpt))
             self.assertTrue(os.path.isfile(os.path.join(tmp, "models", "model_final.pt")))
+            with open(os.path.join(tmp, "eval", "training_curves.csv")) as f:  # one row per epoch, loss + val metrics
+                rows = list(csv.DictReader(f))
+            self.assertEqual([int(r["epoch"]) for r in rows], list(range(1, epochs + 1)))
+            self.assertTrue({"train_loss", "lr", "val_qwk"} <= set(rows[0]))
+            self.assertTrue(all(math.isfinite(float(r["train_loss"])) for r in rows))
+            self.assertTrue(os.path.isfile(os.path.join(tmp, "eval", "training_curves.png")))
             check_eval_and_inference(self, name, tmp, **common)
 
 

@@ -1,0 +1,264 @@
+# Copyright (c) monai_qmix contributors.
+# Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except in
+# compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software distributed under the License is
+# distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+"""What a user sees while a bundle trains: a progress bar with the running loss, and the training curves.
+
+* :class:`TrainingProgressBar`: Ignite's ``ProgressBar`` with the iteration loss in its postfix (MONAI's
+  ``StatsHandler`` stops logging iterations while a bar is shown, so without it the loss is never visible).
+* :class:`TrainingCurveHandler`: after every epoch, the mean training loss, the learning rate and the validator's
+  metrics and, after warm-up, the partition sizes, as ``<output_dir>/training_curves.csv`` and
+  ``training_curves.png`` (written atomically; a resumed run continues the file of the epochs it restored).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from monai.utils import optional_import
+
+Events, _ = optional_import("ignite.engine", name="Events")
+ProgressBar, _ = optional_import("ignite.handlers", name="ProgressBar")
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = ["TrainingProgressBar", "TrainingCurveHandler", "loss_value", "partition_sizes"]
+
+
+def partition_sizes(engine: Engine) -> dict[str, int]:
+    """Group sizes of the partitions in ``engine.state.separation`` (``{"A": SeparationResult, ...}``, set by
+    :class:`~monai_qmix.handlers.SampleSeparationHandler` after warm-up), as ``{"A_correct": n, "A_mis_h": n,
+    "A_mis_l": n, ...}``; empty before the first separation."""
+    from monai_qmix.separation import GROUP_NAMES, SeparationResult
+
+    out: dict[str, int] = {}
+    separation = getattr(engine.state, "separation", None)
+    if not isinstance(separation, dict):
+        return out
+    for key, result in sorted(separation.items()):
+        if isinstance(result, SeparationResult):
+            for code, name in enumerate(GROUP_NAMES):
+                out[f"{key}_{name}"] = int((result.groups == code).sum())
+    return out
+
+
+def loss_value(output: Any, key: str = "loss") -> float:
+    """The scalar ``key`` of an engine output (a dict, or MONAI's decollated list of dicts); NaN when absent."""
+    if isinstance(output, (list, tuple)) and output and isinstance(output[0], dict):
+        output = output[0]  # MONAI's decollated batch: the batch loss is on every item
+    if not isinstance(output, dict) or key not in output:
+        return float("nan")
+    value = output[key]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().float().mean().item()
+    return float(value)
+
+
+class TrainingProgressBar:
+    """Ignite ``ProgressBar`` that shows the iteration loss (``loss=...``) of the engine output.
+
+    Args:
+        persist: keep the bar of a finished epoch on screen.
+        output_transform: engine output -> ``{name: number}`` for the postfix; default ``{"loss": loss_value}``.
+        bar_format: passed to ``ProgressBar`` when given.
+    """
+
+    def __init__(
+        self,
+        persist: bool = False,
+        output_transform: Callable[[Any], dict[str, float]] | None = None,
+        bar_format: str | None = None,
+    ) -> None:
+        kwargs = {"persist": persist}
+        if bar_format is not None:
+            kwargs["bar_format"] = bar_format
+        self.bar = ProgressBar(**kwargs)
+        self.output_transform = output_transform or (lambda out: {"loss": loss_value(out)})
+
+    def attach(self, engine: Engine) -> None:
+        """Attach the bar to ``engine``."""
+        self.bar.attach(engine, output_transform=self.output_transform)
+
+
+class TrainingCurveHandler:
+    """Write the training curves after every epoch: mean training loss, learning rate, validation metrics.
+
+    Attach to the trainer *after* MONAI's ``ValidationHandler`` (the bundles do), so that the validator's metrics of
+    the epoch are known. Rows go to ``<output_dir>/<filename>.csv`` and a figure (training loss, and each metric
+    against the epoch, the best one marked) to ``<filename>.png``; both are replaced atomically, so an interrupted
+    run never leaves a half-written file. When the trainer resumes at epoch ``e`` the rows of epochs ``<= e`` of an
+    existing CSV are kept.
+
+    Args:
+        output_dir: folder of the files (created).
+        validator: the evaluator whose ``state.metrics`` are recorded (``None``: training loss only).
+        metric_names: metrics to record; default every scalar metric of the validator.
+        key_metric: the metric whose best epoch is marked in the figure (default: the validator's
+            ``key_metric_name`` when it has one).
+        filename: file stem.
+        save_png: also draw the PNG (needs matplotlib; skipped with one log line when it is missing).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        validator: Engine | None = None,
+        metric_names: Sequence[str] | None = None,
+        key_metric: str | None = None,
+        filename: str = "training_curves",
+        save_png: bool = True,
+    ) -> None:
+        self.output_dir = os.fspath(output_dir)
+        self.validator = validator
+        self.metric_names = list(metric_names) if metric_names is not None else None
+        self.key_metric = key_metric
+        self.filename = filename
+        self.save_png = save_png
+        self.rows: list[dict[str, Any]] = []
+        self._losses: list[float] = []
+
+    @property
+    def csv_path(self) -> str:
+        return os.path.join(self.output_dir, self.filename + ".csv")
+
+    @property
+    def png_path(self) -> str:
+        return os.path.join(self.output_dir, self.filename + ".png")
+
+    def attach(self, engine: Engine) -> None:
+        """Record on ``engine``'s iterations and epochs."""
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self._losses.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def _started(self, engine: Engine) -> None:
+        done = int(engine.state.epoch or 0)
+        self.rows = [r for r in self._read() if int(r["epoch"]) <= done] if done else []
+
+    def _read(self) -> list[dict[str, Any]]:
+        if not os.path.isfile(self.csv_path):
+            return []
+        with open(self.csv_path, newline="") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+
+    def _iteration(self, engine: Engine) -> None:
+        v = loss_value(engine.state.output)
+        if math.isfinite(v):
+            self._losses.append(v)
+
+    def _metrics(self) -> dict[str, float]:
+        if self.validator is None or self.validator.state is None:
+            return {}
+        metrics = getattr(self.validator.state, "metrics", None) or {}
+        names = self.metric_names if self.metric_names is not None else sorted(metrics)
+        out = {}
+        for name in names:
+            v = metrics.get(name)
+            if isinstance(v, torch.Tensor) and v.numel() == 1:
+                v = v.item()
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[name] = float(v)
+        return out
+
+    def __call__(self, engine: Engine) -> None:
+        row: dict[str, Any] = {
+            "epoch": int(engine.state.epoch),
+            "train_loss": sum(self._losses) / len(self._losses) if self._losses else float("nan"),
+        }
+        optimizer = getattr(engine, "optimizer", None)
+        if optimizer is not None and getattr(optimizer, "param_groups", None):
+            row["lr"] = float(optimizer.param_groups[0]["lr"])
+        row.update(self._metrics())
+        row.update(partition_sizes(engine))
+        self.rows = [r for r in self.rows if int(r["epoch"]) != row["epoch"]] + [row]
+        os.makedirs(self.output_dir, exist_ok=True)
+        self._write_csv()
+        if self.save_png:
+            self._write_png()
+
+    def _columns(self) -> list[str]:
+        cols: list[str] = []
+        for r in self.rows:
+            cols += [k for k in r if k not in cols]
+        return cols
+
+    def _atomic(self, path: str, write: Callable[[str], None]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.output_dir, prefix="." + os.path.basename(path), suffix=".tmp")
+        os.close(fd)
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def _write_csv(self) -> None:
+        cols = self._columns()
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=cols)
+                w.writeheader()
+                w.writerows(self.rows)
+
+        self._atomic(self.csv_path, write)
+
+    def _write_png(self) -> None:
+        plt, has_mpl = optional_import("matplotlib.pyplot")
+        if not has_mpl:
+            self.save_png = False
+            return
+        from monai_qmix.separation import GROUP_NAMES
+
+        pattern = re.compile(rf"^(\w+?)_({'|'.join(GROUP_NAMES)})$")  # columns of partition_sizes
+        sizes = {c for c in self._columns() if pattern.match(c)}
+        networks = sorted({pattern.match(c).group(1) for c in sizes})  # type: ignore[union-attr]
+        cols = [c for c in self._columns() if c not in ("epoch", "lr") and c not in sizes]
+        epochs = [int(r["epoch"]) for r in self.rows]
+        key = self.key_metric
+        if key is None and self.validator is not None:
+            key = getattr(self.validator.state, "key_metric_name", None)
+
+        def values(c: str) -> list[float]:
+            return [float(r.get(c, "nan") or "nan") for r in self.rows]
+
+        n = len(cols) + len(networks)
+        fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
+        for ax in axes[0]:
+            ax.xaxis.get_major_locator().set_params(integer=True)  # epochs
+        for ax, net in zip(axes[0][len(cols) :], networks):  # one panel per network: its partition sizes
+            for g in GROUP_NAMES:
+                ax.plot(epochs, values(f"{net}_{g}"), marker="o", ms=3, label=g)
+            ax.set_title(f"partition of network {net}", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        for ax, c in zip(axes[0], cols):
+            ys = values(c)
+            ax.plot(epochs, ys, marker="o", ms=3)
+            if c == key and any(math.isfinite(y) for y in ys):
+                best = max(range(len(ys)), key=lambda i: ys[i] if math.isfinite(ys[i]) else -math.inf)
+                ax.scatter([epochs[best]], [ys[best]], color="C3", zorder=3, label=f"best {ys[best]:.3f}")
+                ax.legend(fontsize=8)
+            ax.set_title(c, fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+
+        def write(tmp: str) -> None:
+            fig.savefig(tmp, format="png", dpi=100)
+
+        try:
+            self._atomic(self.png_path, write)
+        finally:
+            plt.close(fig)
