@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import re
@@ -106,6 +107,9 @@ class TrainingCurveHandler:
             ``key_metric_name`` when it has one).
         filename: file stem.
         save_png: also draw the PNG (needs matplotlib; skipped with one log line when it is missing).
+        log: also log the row as one line per epoch (the epoch's *mean* training loss, the metrics and the
+            partition sizes; MONAI's ``StatsHandler`` logs only the last iteration's loss).
+        logger_name: name of that logger.
     """
 
     def __init__(
@@ -116,6 +120,8 @@ class TrainingCurveHandler:
         key_metric: str | None = None,
         filename: str = "training_curves",
         save_png: bool = True,
+        log: bool = True,
+        logger_name: str = "monai_qmix.training",
     ) -> None:
         self.output_dir = os.fspath(output_dir)
         self.validator = validator
@@ -123,6 +129,8 @@ class TrainingCurveHandler:
         self.key_metric = key_metric
         self.filename = filename
         self.save_png = save_png
+        self.log = log
+        self.logger = logging.getLogger(logger_name)
         self.rows: list[dict[str, Any]] = []
         self._losses: list[float] = []
 
@@ -182,9 +190,33 @@ class TrainingCurveHandler:
         row.update(partition_sizes(engine))
         self.rows = [r for r in self.rows if int(r["epoch"]) != row["epoch"]] + [row]
         os.makedirs(self.output_dir, exist_ok=True)
+        if self.log:
+            self.logger.info(self.format_row(row, engine.state.max_epochs))
         self._write_csv()
         if self.save_png:
             self._write_png()
+
+    @staticmethod
+    def format_row(row: dict[str, Any], max_epochs: int | None = None) -> str:
+        """One line: ``Epoch 3/10 -- train_loss (mean) 1.2345, lr 0.0001, val_qwk 0.5000 | A: correct 40, ...``."""
+        of = f"/{max_epochs}" if max_epochs else ""
+        parts, sizes = [], {}
+        for k, v in row.items():
+            if k == "epoch":
+                continue
+            m = re.match(r"^(\w+?)_(correct|mis_h|mis_l)$", k)
+            if m and isinstance(v, int):
+                sizes.setdefault(m.group(1), []).append(f"{m.group(2)} {v}")
+            elif k == "train_loss":
+                parts.append(f"train_loss (mean) {v:.4f}")
+            elif k == "lr":
+                parts.append(f"lr {v:.3g}")
+            else:
+                parts.append(f"{k} {v:.4f}")
+        line = f"Epoch {row['epoch']}{of} -- " + ", ".join(parts)
+        for net, groups in sizes.items():
+            line += f" | partition {net}: " + ", ".join(groups)
+        return line
 
     def _columns(self) -> list[str]:
         cols: list[str] = []

@@ -68,7 +68,12 @@ class TestTrainingCurveHandler(unittest.TestCase):
             eng = _trainer(losses, ev)
             h = TrainingCurveHandler(tmp, validator=ev)
             h.attach(eng)
-            eng.run([0, 1], max_epochs=2)
+            with self.assertLogs("monai_qmix.training", level="INFO") as logs:
+                eng.run([0, 1], max_epochs=2)
+            self.assertEqual(len(logs.output), 2)  # one line per epoch, with the epoch's mean loss
+            self.assertIn(
+                "Epoch 1/2 -- train_loss (mean) 2.0000, lr 0.1, val_acc 0.1500, val_qwk 0.3000", logs.output[0]
+            )
             with open(h.csv_path) as f:
                 rows = list(csv.DictReader(f))
             self.assertEqual([int(r["epoch"]) for r in rows], [1, 2])
@@ -134,6 +139,14 @@ class TestPartitionSizes(unittest.TestCase):
                 got = [int(r[f"{k}_{g}"]) for k in "AB" for g in ("correct", "mis_h", "mis_l")]
                 self.assertEqual(got, counts.tolist() * 2)
             self.assertEqual(sum(got[:3]), 60)
+            line = TrainingCurveHandler.format_row(
+                {
+                    k: (v if k.endswith("loss") else int(v))
+                    for k, v in {"epoch": 2, "train_loss": 0.5, "A_correct": 40}.items()
+                },
+                3,
+            )
+            self.assertEqual(line, "Epoch 2/3 -- train_loss (mean) 0.5000 | partition A: correct 40")
             self.assertTrue(os.path.getsize(h.png_path) > 0)
         self.assertEqual(partition_sizes(_trainer([[1.0]])), {})
 
