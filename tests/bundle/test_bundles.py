@@ -301,6 +301,62 @@ class TestMetadata(unittest.TestCase):
         self.assertEqual(len(meta["label_classes"]), DATASETS[reader(name)].num_classes)
 
 
+class TestPinnedVersions(unittest.TestCase):
+    """metadata.json records the reference environment of ``monai_qmix/bundles/pinned_versions.txt``."""
+
+    def test_metadata_records_the_pins(self):
+        from monai_qmix.bundles.template import PINNED_VERSIONS
+
+        for name in BUNDLE_SPECS:
+            meta = json.loads((BUNDLES / f"qmix_{name}" / "configs" / "metadata.json").read_text())
+            self.assertEqual(meta["monai_version"], PINNED_VERSIONS["monai"])
+            self.assertEqual(meta["pytorch_version"], PINNED_VERSIONS["torch"])
+            self.assertEqual(meta["numpy_version"], PINNED_VERSIONS["numpy"])
+            for k, v in meta["required_packages_version"].items():
+                self.assertEqual(v, PINNED_VERSIONS[k], f"qmix_{name}: {k}")
+
+    def test_pins_satisfy_the_requirements(self):
+        from importlib.metadata import requires
+
+        from packaging.requirements import Requirement
+
+        from monai_qmix.bundles.template import PINNED_VERSIONS
+
+        checked = 0
+        for line in requires("monai_qmix") or []:
+            req = Requirement(line)
+            if req.marker is None and req.name.lower() in PINNED_VERSIONS:
+                self.assertIn(PINNED_VERSIONS[req.name.lower()], req.specifier, f"{req} vs the pinned version")
+                checked += 1
+        self.assertGreaterEqual(checked, 4)  # monai, pytorch-ignite, fire, scikit-learn, numpy, pillow
+
+    @unittest.skipUnless(sys.version_info[:2] == (3, 11), "the pins apply on Python 3.11, the reference interpreter")
+    def test_installed_versions_are_the_pins(self):
+        from importlib.metadata import version
+
+        from monai_qmix.bundles.template import PINNED_VERSIONS, PINNED_VERSIONS_FILE
+
+        for name, pinned in PINNED_VERSIONS.items():
+            if name == "monai_qmix":
+                continue
+            installed = version(name).split("+")[0]  # torch 2.13.0+cpu
+            self.assertEqual(
+                installed,
+                pinned,
+                f"{name} {installed} is installed, {pinned} is pinned in {PINNED_VERSIONS_FILE}: this environment is "
+                "not the reference one (bash scripts/setup_env.sh installs it; or update the pins and re-render).",
+            )
+
+    def test_malformed_pin_names_the_line(self):
+        from monai_qmix.bundles.template import read_pinned_versions
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, "pins.txt")
+            path.write_text("# comment\nmonai==1.6.1\nnumpy>=2\n")
+            with self.assertRaisesRegex(ValueError, r"pins.txt, line 3: got 'numpy>=2'; expected 'name==version'"):
+                read_pinned_versions(path)
+
+
 class TestSyntheticReadmeCommand(unittest.TestCase):
     def test_readme_command(self):
         with tempfile.TemporaryDirectory() as tmp:
