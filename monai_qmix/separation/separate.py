@@ -69,14 +69,7 @@ def qmix_mapping(means: np.ndarray) -> np.ndarray:
     Returns:
         (K,) int64 group codes.
     """
-    means = np.asarray(means)
-    k = means.shape[0]
-    out = np.full(k, MIS_H, dtype=np.int64)
-    mis_l = int(np.argmax(means[:, 1]))
-    out[mis_l] = MIS_L
-    rest = [i for i in range(k) if i != mis_l]
-    out[rest[int(np.argmin(means[rest, 0]))]] = CORRECT
-    return out
+    return _pick_two(means, (MIS_L, 1, np.argmax), (CORRECT, 0, np.argmin))
 
 
 def loss_first_mapping(means: np.ndarray) -> np.ndarray:
@@ -94,13 +87,19 @@ def loss_first_mapping(means: np.ndarray) -> np.ndarray:
     Returns:
         (K,) int64 group codes.
     """
+    return _pick_two(means, (CORRECT, 0, np.argmin), (MIS_L, 1, np.argmax))
+
+
+def _pick_two(means: np.ndarray, first: tuple, second: tuple) -> np.ndarray:
+    """Mis-H everywhere, then ``first = (code, column, argmin|argmax)`` picks one component by its mean in that
+    column, and ``second`` picks one of the remaining components the same way."""
     means = np.asarray(means)
-    k = means.shape[0]
-    out = np.full(k, MIS_H, dtype=np.int64)
-    correct = int(np.argmin(means[:, 0]))
-    out[correct] = CORRECT
-    rest = [i for i in range(k) if i != correct]
-    out[rest[int(np.argmax(means[rest, 1]))]] = MIS_L
+    out = np.full(means.shape[0], MIS_H, dtype=np.int64)
+    rest = list(range(means.shape[0]))
+    for code, column, pick in (first, second):
+        chosen = rest[int(pick(means[rest, column]))]
+        out[chosen] = code
+        rest.remove(chosen)
     return out
 
 
