@@ -1245,6 +1245,14 @@ def write_merged(args: argparse.Namespace) -> int:
     return 0
 
 
+def _portable(key: str, value: Any) -> Any:
+    """A config value as recorded in the result files: weights found by ``--pretrained_path auto`` (installed in
+    site-packages) by their file name, not by this machine's absolute path."""
+    if key == "pretrained_path" and isinstance(value, str) and "site-packages" in value:
+        return "auto: " + os.path.basename(value)
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.merge:
@@ -1265,7 +1273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"device {args.device}"
         + (f" ({torch.cuda.get_device_name()})" if torch.device(args.device).type == "cuda" else ""),
         "torch": torch.__version__,
-        "config": {k: v for k, v in vars(args).items() if k not in ("cache_dir",)},
+        "config": {k: _portable(k, v) for k, v in vars(args).items() if k not in ("cache_dir",)},
         "presets": {},
     }
     t_all = time.perf_counter()
