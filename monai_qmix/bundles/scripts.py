@@ -315,9 +315,7 @@ def attach(handler: Any, engine: Engine) -> Any:
     return handler
 
 
-_TENSORBOARD_NOTICE: list[bool] = []
-
-
+@functools.cache
 def tensorboard_available() -> bool:
     """Whether TensorBoard logging can run (``torch.utils.tensorboard`` imports, i.e. ``tensorboard`` is installed).
 
@@ -325,8 +323,7 @@ def tensorboard_available() -> bool:
     skipped silently.
     """
     _, ok = optional_import("torch.utils.tensorboard", name="SummaryWriter")
-    if not ok and not _TENSORBOARD_NOTICE:
-        _TENSORBOARD_NOTICE.append(True)
+    if not ok:
         print(
             "tensorboard is not installed: no TensorBoard logs (pip install tensorboard, or the package's [tracking] "
             "extra); the training curves are still written to <output_dir>/training_curves.csv and .png.",
@@ -653,8 +650,11 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
     for engine in (trainer, evaluator):
         if engine is not None:
             _quiet_known_errors(engine, known)
+    from ignite.engine import Events
+
     previous = None
     main = threading.current_thread() is threading.main_thread()
+    watched = [e for e in (trainer, evaluator) if e is not None] if main else []
     if main:
         received: list[int] = []
 
@@ -668,11 +668,8 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
             if received:
                 raise TrainingInterrupted("SIGTERM")
 
-        from ignite.engine import Events
-
-        for engine in (trainer, evaluator):
-            if engine is not None and not engine.has_event_handler(stop_if_received, Events.ITERATION_COMPLETED):
-                engine.add_event_handler(Events.ITERATION_COMPLETED, stop_if_received)
+        for engine in watched:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, stop_if_received)
         previous = signal.signal(signal.SIGTERM, on_sigterm)
     saved = saver.describe if saver is not None else (lambda: "no checkpoint saver")
     try:
@@ -697,14 +694,10 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
             "then continue with --resume auto."
         ) from None
     finally:
-        if main:
-            from ignite.engine import Events
-
-            for engine in (trainer, evaluator):
-                if engine is not None and engine.has_event_handler(stop_if_received, Events.ITERATION_COMPLETED):
-                    engine.remove_event_handler(stop_if_received, Events.ITERATION_COMPLETED)
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+        for engine in watched:
+            engine.remove_event_handler(stop_if_received, Events.ITERATION_COMPLETED)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return trainer
 
 

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from .bn_recalibration import BatchNormRecalibrationHandler
-from .checkpoint import AtomicCheckpointSaver, CheckpointResumer, atomic_torch_save, resolve_resume
+from .checkpoint import AtomicCheckpointSaver, CheckpointResumer, atomic_torch_save, atomic_write, resolve_resume
 from .grading_metrics import (
     GradingAccuracy,
     MacroF1,
@@ -42,6 +42,7 @@ __all__ = [
     "loss_value",
     "partition_sizes",
     "atomic_torch_save",
+    "atomic_write",
     "grading_metric_set",
     "grading_report",
     "quadratic_weighted_kappa",

@@ -22,7 +22,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import torch
 from ignite.engine import Events
@@ -31,7 +31,14 @@ from ignite.handlers import Checkpoint
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["AtomicCheckpointSaver", "CheckpointResumer", "atomic_torch_save", "resolve_resume", "SAVER_KEY"]
+__all__ = [
+    "AtomicCheckpointSaver",
+    "CheckpointResumer",
+    "atomic_torch_save",
+    "atomic_write",
+    "resolve_resume",
+    "SAVER_KEY",
+]
 
 #: key of the saver's own state (best metric, best epoch) inside every checkpoint it writes.
 SAVER_KEY = "checkpoint_saver"
@@ -43,16 +50,16 @@ def _unwrap(obj: Any) -> Any:
     return obj
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
-    """``torch.save(obj, path)`` that never leaves a partial or empty ``path`` behind.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> str:
+    """Write ``path`` with ``write(f)`` (``f``: a binary file) so that it is never left partial or empty.
 
-    The object is written to ``<path>.tmp.<pid>`` in the same folder, flushed and ``fsync``-ed, then moved onto
-    ``path`` with ``os.replace``; when anything fails the temporary file is removed and ``path`` is untouched (the
-    previous checkpoint, if any, stays valid).
+    The data go to ``<path>.<pid>.tmp`` in the same folder, are flushed and ``fsync``-ed, then moved onto ``path``
+    with ``os.replace``; when anything fails (an exception, Ctrl-C) the temporary file is removed and ``path`` is
+    untouched (the previous file, if any, stays valid).
 
     Args:
-        obj: what to save (e.g. a dict of state dicts).
         path: the target file; its folder is created.
+        write: writes the content to the open temporary file.
 
     Returns:
         ``path`` as a string.
@@ -60,10 +67,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -80,6 +87,19 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
     except OSError:
         pass
     return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> str:
+    """``torch.save(obj, path)`` that never leaves a partial or empty ``path`` behind (:func:`atomic_write`).
+
+    Args:
+        obj: what to save (e.g. a dict of state dicts).
+        path: the target file; its folder is created.
+
+    Returns:
+        ``path`` as a string.
+    """
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def resolve_resume(resume: str | os.PathLike | None, ckpt_dir: str | os.PathLike, last: str = "model_last.pt"):

@@ -15,16 +15,19 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from monai.utils import optional_import
+
+from monai_qmix.handlers.checkpoint import atomic_write
+from monai_qmix.separation import GROUP_NAMES, SeparationResult
 
 Events, _ = optional_import("ignite.engine", name="Events")
 ProgressBar, _ = optional_import("ignite.handlers", name="ProgressBar")
@@ -34,13 +37,14 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainingProgressBar", "TrainingCurveHandler", "loss_value", "partition_sizes"]
 
+#: a column of :func:`partition_sizes`: ``<network>_<group>``
+_PARTITION_COLUMN = re.compile(rf"^(\w+?)_({'|'.join(GROUP_NAMES)})$")
+
 
 def partition_sizes(engine: Engine) -> dict[str, int]:
     """Group sizes of the partitions in ``engine.state.separation`` (``{"A": SeparationResult, ...}``, set by
     :class:`~monai_qmix.handlers.SampleSeparationHandler` after warm-up), as ``{"A_correct": n, "A_mis_h": n,
     "A_mis_l": n, ...}``; empty before the first separation."""
-    from monai_qmix.separation import GROUP_NAMES, SeparationResult
-
     out: dict[str, int] = {}
     separation = getattr(engine.state, "separation", None)
     if not isinstance(separation, dict):
@@ -204,7 +208,7 @@ class TrainingCurveHandler:
         for k, v in row.items():
             if k == "epoch":
                 continue
-            m = re.match(r"^(\w+?)_(correct|mis_h|mis_l)$", k)
+            m = _PARTITION_COLUMN.match(k)
             if m and isinstance(v, int):
                 sizes.setdefault(m.group(1), []).append(f"{m.group(2)} {v}")
             elif k == "train_loss":
@@ -224,38 +228,22 @@ class TrainingCurveHandler:
             cols += [k for k in r if k not in cols]
         return cols
 
-    def _atomic(self, path: str, write: Callable[[str], None]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.output_dir, prefix="." + os.path.basename(path), suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
     def _write_csv(self) -> None:
-        cols = self._columns()
-
-        def write(tmp: str) -> None:
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=cols)
-                w.writeheader()
-                w.writerows(self.rows)
-
-        self._atomic(self.csv_path, write)
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=self._columns())
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write(self.csv_path, lambda f: f.write(text.getvalue().encode("utf-8")))
 
     def _write_png(self) -> None:
         plt, has_mpl = optional_import("matplotlib.pyplot")
         if not has_mpl:
             self.save_png = False
             return
-        from monai_qmix.separation import GROUP_NAMES
-
-        pattern = re.compile(rf"^(\w+?)_({'|'.join(GROUP_NAMES)})$")  # columns of partition_sizes
-        sizes = {c for c in self._columns() if pattern.match(c)}
-        networks = sorted({pattern.match(c).group(1) for c in sizes})  # type: ignore[union-attr]
-        cols = [c for c in self._columns() if c not in ("epoch", "lr") and c not in sizes]
+        columns = self._columns()
+        sizes = {c for c in columns if _PARTITION_COLUMN.match(c)}
+        networks = sorted({_PARTITION_COLUMN.match(c).group(1) for c in sizes})  # type: ignore[union-attr]
+        cols = [c for c in columns if c not in ("epoch", "lr") and c not in sizes]
         epochs = [int(r["epoch"]) for r in self.rows]
         key = self.key_metric
         if key is None and self.validator is not None:
@@ -287,10 +275,7 @@ class TrainingCurveHandler:
             ax.grid(alpha=0.3)
         fig.tight_layout()
 
-        def write(tmp: str) -> None:
-            fig.savefig(tmp, format="png", dpi=100)
-
         try:
-            self._atomic(self.png_path, write)
+            atomic_write(self.png_path, lambda f: fig.savefig(f, format="png", dpi=100))
         finally:
             plt.close(fig)

@@ -165,7 +165,6 @@ class _Runner:
         self.state = engine.state
         self._event_handlers = engine._event_handlers
         self.add_event_handler = engine.add_event_handler
-        self.has_event_handler = engine.has_event_handler
         self.remove_event_handler = engine.remove_event_handler
 
     def run(self):

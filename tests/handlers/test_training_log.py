@@ -166,9 +166,10 @@ class TestTrainingProgressBar(unittest.TestCase):
 class TestTensorBoardNotice(unittest.TestCase):
     def test_missing_tensorboard_is_said_once(self):
         out = io.StringIO()
+        scripts.tensorboard_available.cache_clear()  # once per process: start from a fresh process's state
+        self.addCleanup(scripts.tensorboard_available.cache_clear)
         with (
             mock.patch.object(scripts, "optional_import", return_value=(None, False)),
-            mock.patch.object(scripts, "_TENSORBOARD_NOTICE", []),
             contextlib.redirect_stdout(out),
         ):
             self.assertFalse(scripts.tensorboard_available())
