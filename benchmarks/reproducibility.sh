@@ -11,7 +11,7 @@ cd "$ROOT"
 source scripts/setup_env.sh
 COMMON=(--synthdr_num 96 --synthdr_size 48 --image_size 48 --epochs 3 --warmup_epochs 1 --batch_size 8
         --network small_cnn --progress false)
-one() {  # tag "workers threads" env assignments...
+one() {  # tag "workers threads" [VAR=value ...] (environment of the run)
     local tag=$1 wt=($2)
     shift 2
     rm -rf "$OUT/$tag" && mkdir -p "$OUT/$tag"
@@ -25,9 +25,9 @@ loss = " ".join(f"{float(r['train_loss']):.9f}" for r in rows)
 print(f"{sys.argv[1]:<28} loss {loss} | val QWK", " ".join(f"{float(r['val_qwk']):.3f}" for r in rows))
 PY
 }
-one workers0_threads1 "0 1" QMIX_REPRO=1
-one workers0_threads1_again "0 1" QMIX_REPRO=1
-one workers0_threads2 "0 2" QMIX_REPRO=1
+one workers0_threads1 "0 1"
+one workers0_threads1_again "0 1"
+one workers0_threads2 "0 2"
 one avx2_kernels "0 1" ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
 one sse41_kernels "0 1" ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41
-one workers2_threads1 "2 1" QMIX_REPRO=1
+one workers2_threads1 "2 1"
