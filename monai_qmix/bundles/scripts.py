@@ -31,6 +31,7 @@ from monai.utils import optional_import
 
 from monai_qmix.bundles.specs import BUNDLE_SPECS, SYNTHETIC_COMMAND
 from monai_qmix.data import DATASETS, IMAGE_EXTENSIONS, UNGRADABLE, DatalistError, load_datalist, split_by_patient
+from monai_qmix.handlers.training_log import warnings_once
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -631,6 +632,7 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
     * An unreadable training or validation image stops the run with status 1 and one line naming the file and the
       reason (no traceback).
     * Any other exception propagates unchanged.
+    * Each warning is shown once (:func:`~monai_qmix.handlers.warnings_once`), with a count of its repeats at the end.
 
     ``saver`` (an :class:`~monai_qmix.handlers.AtomicCheckpointSaver`) has written ``model_last.pt`` at the end of
     every completed epoch, so nothing is lost but the epoch in progress.
@@ -673,7 +675,8 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
         previous = signal.signal(signal.SIGTERM, on_sigterm)
     saved = saver.describe if saver is not None else (lambda: "no checkpoint saver")
     try:
-        trainer.run()
+        with warnings_once():
+            trainer.run()
     except KeyboardInterrupt as e:
         name = "SIGTERM" if isinstance(e, TrainingInterrupted) else "SIGINT"
         msg = (
@@ -764,7 +767,8 @@ def run_evaluation(evaluator: Engine, writer: GradePredictionWriter | None = Non
     """
     _quiet_known_errors(evaluator, (KeyboardInterrupt, CheckpointMismatchError))
     try:
-        evaluator.run()
+        with warnings_once():
+            evaluator.run()
     except CheckpointMismatchError as e:
         raise SystemExit(str(e)) from None
     except Exception as e:

@@ -21,7 +21,7 @@ from .grading_metrics import (
 )
 from .separation import FixedPartitionHandler, SampleSeparationHandler, SeparationEvents, ground_truth_partition
 from .separation_loss import SeparationLossHandler
-from .training_log import TrainingCurveHandler, TrainingProgressBar, loss_value, partition_sizes
+from .training_log import TrainingCurveHandler, TrainingProgressBar, loss_value, partition_sizes, warnings_once
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -47,4 +47,5 @@ __all__ = [
     "grading_report",
     "quadratic_weighted_kappa",
     "resolve_resume",
+    "warnings_once",
 ]

@@ -10,17 +10,21 @@
 * :class:`TrainingCurveHandler`: after every epoch, the mean training loss, the learning rate and the validator's
   metrics and, after warm-up, the partition sizes, as ``<output_dir>/training_curves.csv`` and
   ``training_curves.png`` (written atomically; a resumed run continues the file of the epochs it restored).
+* :func:`warnings_once`: each warning of a run shown once (its first occurrence), then one line per warning saying
+  how often it repeated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,7 +39,7 @@ ProgressBar, _ = optional_import("ignite.handlers", name="ProgressBar")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["TrainingProgressBar", "TrainingCurveHandler", "loss_value", "partition_sizes"]
+__all__ = ["TrainingProgressBar", "TrainingCurveHandler", "loss_value", "partition_sizes", "warnings_once"]
 
 #: a column of :func:`partition_sizes`: ``<network>_<group>``
 _PARTITION_COLUMN = re.compile(rf"^(\w+?)_({'|'.join(GROUP_NAMES)})$")
@@ -279,3 +283,49 @@ class TrainingCurveHandler:
             atomic_write(self.png_path, lambda f: fig.savefig(f, format="png", dpi=100))
         finally:
             plt.close(fig)
+
+
+@contextlib.contextmanager
+def warnings_once(logger: logging.Logger | None = None) -> Iterator[dict[tuple[type[Warning], str, int], list[Any]]]:
+    """Show each warning once for the time of the block: the first occurrence of each warning *statement*.
+
+    Python's default filter already hides a repeat of the same text from the same line, but a message that names
+    an epoch, a count or a value (``"separate: degenerate input handled: ..."``) is new text each time and so is
+    printed every epoch. Here a warning is identified by its category and the file and line that raised it; later
+    occurrences are counted, not shown, and at the end of the block one line per repeated warning says how many
+    were hidden (``logger``, default ``monai_qmix.training``, at WARNING level).
+
+    The warning filters are left as they are: ``-W error`` still raises, ``ignore`` still hides, and
+    ``pytest.warns`` / ``warnings.catch_warnings(record=True)`` still record the first occurrence. Warnings raised
+    in DataLoader worker processes are outside this process and are not counted.
+
+    Args:
+        logger: where the repeat counts go.
+
+    Yields:
+        ``{(category, filename, lineno): [first message, repeats]}``, filled as the block runs.
+    """
+    log = logger or logging.getLogger("monai_qmix.training")
+    seen: dict[tuple[type[Warning], str, int], list[Any]] = {}
+    with warnings.catch_warnings():  # restores warnings.showwarning on exit
+        show = warnings.showwarning
+
+        def show_first(message: Any, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:
+            key = (category, filename, lineno)
+            if key in seen:
+                seen[key][1] += 1
+                return
+            seen[key] = [str(message), 0]
+            show(message, category, filename, lineno, *args)
+
+        warnings.showwarning = show_first
+        try:
+            yield seen
+        finally:
+            for (category, filename, lineno), (message, repeats) in seen.items():
+                if repeats:
+                    text = message if len(message) <= 120 else message[:117] + "..."
+                    log.warning(
+                        f"{category.__name__} from {os.path.basename(filename)}:{lineno} repeated {repeats} more "
+                        f"time(s) in this run (shown once): {text}"
+                    )

@@ -196,3 +196,57 @@ class TestSeparationWithoutPlantedNoise(unittest.TestCase):
         self.assertEqual(len([m for m in logs.output if "Separation A epoch" in m]), 3)
         self.assertFalse(any("AUC_clean=" in m for m in logs.output))
         self.assertEqual(eng.state.separation_metrics.get("A"), None)
+
+
+class TestWarningsOnce(unittest.TestCase):
+    @staticmethod
+    def _warn_each_epoch(engine):
+        warnings.warn(f"epoch {engine.state.epoch}: degenerate input handled", UserWarning, stacklevel=1)
+
+    def test_varying_text_shown_once_then_counted(self):
+        eng = Engine(lambda e, b: None)
+        eng.add_event_handler(Events.EPOCH_COMPLETED, self._warn_each_epoch)
+        shown = []
+        with (
+            warnings.catch_warnings(),
+            mock.patch.object(warnings, "showwarning", lambda m, *a, **k: shown.append(str(m))),
+            self.assertLogs("monai_qmix.training", level=logging.WARNING) as logs,
+        ):
+            warnings.simplefilter("default")  # Python's default: repeats of the *same* text hidden
+            from monai_qmix.handlers import warnings_once
+
+            with warnings_once() as seen:
+                eng.run([0], max_epochs=4)
+                warnings.warn("another statement", RuntimeWarning, stacklevel=1)
+        self.assertEqual(shown, ["epoch 1: degenerate input handled", "another statement"])
+        self.assertEqual(sorted(n for _, n in seen.values()), [0, 3])
+        self.assertEqual(len(logs.output), 1)  # only the repeated warning gets a count line
+        self.assertIn("UserWarning from test_training_log.py", logs.output[0])
+        self.assertIn("repeated 3 more time(s)", logs.output[0])
+        self.assertIn("epoch 1: degenerate input handled", logs.output[0])
+
+    def test_filters_still_apply_and_showwarning_restored(self):
+        from monai_qmix.handlers import warnings_once
+
+        before = warnings.showwarning
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with self.assertRaisesRegex(UserWarning, "made an error"), warnings_once():
+                warnings.warn("made an error", UserWarning, stacklevel=1)
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            with warnings_once():
+                for i in range(3):
+                    warnings.warn(f"recorded {i}", UserWarning, stacklevel=1)
+        self.assertEqual([str(w.message) for w in rec], ["recorded 0"])
+        self.assertIs(warnings.showwarning, before)
+
+    def test_run_training_shows_each_warning_once(self):
+        eng = Engine(lambda e, b: None)
+        eng.add_event_handler(Events.EPOCH_COMPLETED, self._warn_each_epoch)
+        eng.run = lambda: Engine.run(eng, [0], max_epochs=3)
+        with warnings.catch_warnings(record=True) as rec, self.assertLogs("monai_qmix.training", "WARNING") as logs:
+            warnings.simplefilter("default")
+            scripts.run_training(eng)
+        self.assertEqual([str(w.message) for w in rec], ["epoch 1: degenerate input handled"])
+        self.assertIn("repeated 2 more time(s)", logs.output[0])
