@@ -230,6 +230,31 @@ class TestSeparate(unittest.TestCase):
             separate(**args)
 
 
+class TestGmmThreads(unittest.TestCase):
+    def test_fit_runs_with_one_thread_whatever_the_caller_allows(self):
+        from unittest import mock
+
+        from sklearn.mixture import GaussianMixture
+        from threadpoolctl import threadpool_info, threadpool_limits
+
+        rng = np.random.default_rng(0)
+        loss, unc = rng.gamma(2.0, 1.0, 300), rng.random(300)
+        seen = []
+        fit = GaussianMixture.fit
+
+        def recording_fit(self, *a, **k):
+            seen.append({p["num_threads"] for p in threadpool_info()})
+            return fit(self, *a, **k)
+
+        results = []
+        for outer in (2, 1):  # the caller allows 2 threads, then 1
+            with threadpool_limits(limits=outer), mock.patch.object(GaussianMixture, "fit", recording_fit):
+                results.append(separate(loss, unc, seed=3))
+        self.assertTrue(seen and all(s == {1} for s in seen), seen)
+        np.testing.assert_array_equal(results[0].probs, results[1].probs)
+        np.testing.assert_array_equal(results[0].groups, results[1].groups)
+
+
 class TestSeparationResult(unittest.TestCase):
     def setUp(self):
         loss, unc, _ = score_cloud(n=30)
