@@ -194,7 +194,7 @@ def _fit(
     if not _has_distinct(x, n_components):
         raise _Degenerate(f"fewer distinct score values than {n_components} components")
     common = {"n_components": n_components, "max_iter": max_iter, "tol": tol, "reg_covar": reg_covar}
-    with warnings.catch_warnings(), threadpool_limits(limits=GMM_THREADS):
+    with warnings.catch_warnings():
         # max_iter=10 (official setting) routinely stops before tol is met; that is expected, not an error
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
@@ -392,23 +392,24 @@ def separate(
         probs[sel] = p
         means[key], mapping[key] = m, mp
 
-    if not per_class:
-        fit_into(-1, np.ones(n, dtype=bool), "all samples")
-    else:
-        small: list[int] = []
-        for c in np.unique(lab):
-            sel = lab == c
-            if int(sel.sum()) < min_class_size:
-                small.append(int(c))
-                continue
-            fit_into(int(c), sel, f"class {int(c)}")
-        if small:
-            reasons.append(f"classes {small} have < {min_class_size} samples; scored with the GMM on all samples")
-            full = np.ones(n, dtype=bool)
-            saved = probs.copy()
-            fit_into(-1, full, "all samples")
-            keep = ~np.isin(lab, small)
-            probs[keep] = saved[keep]
+    with threadpool_limits(limits=GMM_THREADS):  # once per separation, whatever the number of fits
+        if not per_class:
+            fit_into(-1, np.ones(n, dtype=bool), "all samples")
+        else:
+            small: list[int] = []
+            for c in np.unique(lab):
+                sel = lab == c
+                if int(sel.sum()) < min_class_size:
+                    small.append(int(c))
+                    continue
+                fit_into(int(c), sel, f"class {int(c)}")
+            if small:
+                reasons.append(f"classes {small} have < {min_class_size} samples; scored with the GMM on all samples")
+                full = np.ones(n, dtype=bool)
+                saved = probs.copy()
+                fit_into(-1, full, "all samples")
+                keep = ~np.isin(lab, small)
+                probs[keep] = saved[keep]
 
     if mode == "dividemix":
         groups = np.where(probs[:, CORRECT] > float(p_threshold), CORRECT, MIS_H).astype(np.int64)
