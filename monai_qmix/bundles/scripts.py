@@ -761,6 +761,7 @@ def run_evaluation(evaluator: Engine, writer: GradePredictionWriter | None = Non
     * Inference (``writer`` given): every readable image is predicted into ``writer.filepath``; when some images
       could not be read they are listed (path, reason) in ``writer.failed_filepath`` and the process exits with
       status 1 and one line saying so.
+    * Each warning is shown once (:func:`~monai_qmix.handlers.warnings_once`), with a count of its repeats at the end.
 
     Raises:
         SystemExit: as above.
