@@ -98,6 +98,7 @@ from monai_qmix.data.mixed_noise import MIXED_NOISE_PRESETS, NATURAL_LABEL_MODES
 from monai_qmix.data.synthetic import generate_synthdr
 from monai_qmix.engines.evaluator import EnsembleInferer
 from monai_qmix.engines.trainer import QMixTrainer
+from monai_qmix.handlers.co_training_diagnostics import CoTrainingDiagnosticsHandler, target_accuracy_summary
 from monai_qmix.handlers.grading_metrics import grading_report, quadratic_weighted_kappa
 from monai_qmix.handlers.separation import FixedPartitionHandler, ground_truth_partition
 from monai_qmix.losses.schedules import (
@@ -701,8 +702,10 @@ def _sep_summary(m: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _metrics(report: dict[str, Any]) -> dict[str, float]:
-    return {k: float(report[k]) for k in ("qwk", "accuracy", "macro_f1")}
+def _metrics(report: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: float(report[k]) for k in ("qwk", "accuracy", "macro_f1")}
+    out["per_class_recall"] = [float(r) for r in report["per_class_recall"]]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------- training
@@ -806,6 +809,11 @@ def run_method(
         amp=device.type == "cuda",
         **kwargs,
     )
+    diagnostics = None
+    if two:  # target accuracies against the true labels, partition agreement, group make-up (every epoch)
+        true_labels = [int(it.get("true_label", -1)) for it in sets["train"]]  # index = dataset position
+        diagnostics = CoTrainingDiagnosticsHandler(true_labels=true_labels)
+        diagnostics.attach(trainer)  # before on_epoch: its EPOCH_COMPLETED row is ready when on_epoch runs
     epochs: list[dict[str, Any]] = []
     state: dict[str, Any] = {"losses": [], "t0": 0.0, "best_val": -math.inf, "last_sep": None}
 
@@ -843,6 +851,8 @@ def run_method(
             state["last_sep"] = res
         row = {"epoch": e, "loss": float(np.mean(state["losses"])), "time_s": round(t_train, 2), "val": val,
                "test": test, "separation": sep}  # fmt: skip
+        if diagnostics is not None and diagnostics.history:
+            row["diagnostics"] = dict(diagnostics.history[-1])
         epochs.append(row)
         if val["qwk"] > state["best_val"]:
             state["best_val"] = val["qwk"]
@@ -850,6 +860,8 @@ def run_method(
         state["last"] = {"epoch": e, "test": test, "val": val, "p_test": p_test, "y_test": y_test}
         a = sep.get("A") or {}
         sep_txt = f" | sepA AUC_clean {a['auc_clean']:.3f} AUC_good {a['auc_good']:.3f}" if a else ""
+        tgt = target_accuracy_summary(row.get("diagnostics") or {})
+        sep_txt += f" | targets A vs true: {tgt}" if tgt else ""
         print(
             f"  [{preset or args.data} seed {seed} {method}] epoch {e}/{args.epochs} loss {row['loss']:.3f} "
             f"({t_train:.0f} s) | val QWK {val['qwk']:.3f} | test QWK {test['qwk']:.3f} acc {test['accuracy']:.3f}"

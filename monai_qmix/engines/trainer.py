@@ -80,6 +80,7 @@ from monai.utils import StrEnum
 from torch.optim.optimizer import Optimizer
 
 from monai_qmix.handlers.bn_recalibration import BatchNormRecalibrationHandler
+from monai_qmix.handlers.co_training_diagnostics import CoTrainingEvents
 from monai_qmix.handlers.separation import SampleSeparationHandler, SeparationEvents
 from monai_qmix.losses import (
     ContrastiveEnhancementLoss,
@@ -389,7 +390,7 @@ class QMixTrainer(SupervisedTrainer):
             metric_cmp_fn=metric_cmp_fn,
             train_handlers=None,  # attached below, after the trainer's own handlers
             amp=amp,
-            event_names=[*(event_names or []), SeparationEvents],
+            event_names=[*(event_names or []), SeparationEvents, CoTrainingEvents],
             event_to_attr=event_to_attr,
             decollate=decollate,
             optim_set_to_none=optim_set_to_none,
@@ -774,6 +775,7 @@ class QMixTrainer(SupervisedTrainer):
                 (groups == CORRECT)[:, None], refined, torch.where((groups == MIS_H)[:, None], guessed, pseudo)
             )
             plan[k] = (groups, target, self._row_weights(k, groups))
+            self._publish_targets(engine, k, index, y, groups, target)
 
         # 3. strong views -> forward with gradient, both networks
         for net, opt in zip(self.networks, self.optimizers):
@@ -1028,6 +1030,26 @@ class QMixTrainer(SupervisedTrainer):
                 pred = pk.mean(0) if pred is None else pred
         return pred, targets
 
+    @staticmethod
+    def _publish_targets(
+        engine: QMixTrainer,
+        k: str,
+        index: torch.Tensor,
+        given: torch.Tensor,
+        groups: torch.Tensor,
+        target: torch.Tensor,
+    ) -> None:
+        """Put the rows' targets on ``engine.state.targets`` and fire ``CoTrainingEvents.TARGETS_COMPLETED``
+        (read by :class:`~monai_qmix.handlers.CoTrainingDiagnosticsHandler`; nothing random is drawn)."""
+        engine.state.targets = {
+            "network": k,
+            "index": index.reshape(-1).cpu(),
+            "label": given.reshape(-1).cpu(),
+            "group": groups.reshape(-1).cpu(),
+            "target": target.argmax(dim=1).cpu(),
+        }
+        engine.fire_event(CoTrainingEvents.TARGETS_COMPLETED)
+
     def _row_weights(self, k: str, groups: torch.Tensor) -> torch.Tensor:
         weight = torch.ones(groups.shape[0], device=groups.device)
         for g in range(3):
@@ -1063,6 +1085,14 @@ class QMixTrainer(SupervisedTrainer):
         pred, targets = self._targets(engine, k, lab, unl)
         engine.state.output[Keys.PRED] = pred
         groups = torch.cat([r["groups"] for r in present])
+        self._publish_targets(
+            engine,
+            k,
+            torch.cat([r["index"] for r in present]),
+            torch.cat([r["y"] for r in present]),
+            groups,
+            torch.cat(targets),
+        )
         weight = self._row_weights(k, groups)
         # 3. forward with gradient (rows: labelled views, then unlabelled views)
         net.train()

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from .bn_recalibration import BatchNormRecalibrationHandler
 from .checkpoint import AtomicCheckpointSaver, CheckpointResumer, atomic_torch_save, atomic_write, resolve_resume
+from .co_training_diagnostics import (
+    TARGET_KINDS,
+    CoTrainingDiagnosticsHandler,
+    CoTrainingEvents,
+    target_accuracy_summary,
+)
 from .grading_metrics import (
     GradingAccuracy,
     MacroF1,
@@ -29,6 +35,10 @@ __all__ = [
     "ground_truth_partition",
     "BatchNormRecalibrationHandler",
     "CheckpointResumer",
+    "CoTrainingDiagnosticsHandler",
+    "CoTrainingEvents",
+    "TARGET_KINDS",
+    "target_accuracy_summary",
     "GradingAccuracy",
     "MacroF1",
     "OneVsRestAUC",

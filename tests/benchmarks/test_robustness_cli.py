@@ -172,6 +172,14 @@ class TestTinyRun(_RestoresTrackMeta):
             self.assertEqual((hp["omega0"], hp["lambda_c"]), (0.2, 0.05))  # the overrides reach the trainer
             self.assertEqual((hp["mapping_rule"], hp["gmm_per_class"]), ("loss_first", True))
             self.assertIsNotNone(block["methods"]["qmix"][0]["epochs"][1]["separation"].get("A"))
+            # co-training diagnostics of the SSL epoch: target accuracies against the true labels, per-class recall
+            diag = block["methods"]["qmix"][0]["epochs"][1]["diagnostics"]
+            self.assertEqual(diag["reference"], "true")
+            n_rows = sum(diag[f"n_{kind}_A"] for kind in ("refined", "guessed", "pseudo"))
+            self.assertGreater(n_rows, 0)
+            self.assertTrue(0.0 <= diag["agreement"] <= 1.0)
+            self.assertNotIn("diagnostics", block["methods"]["standard"][0]["epochs"][1])
+            self.assertEqual(len(block["methods"]["standard"][0]["last"]["test"]["per_class_recall"]), 5)
             # the degraded images with their labels are what the noise file says: every Mis-L image was degraded
             sets = rb.make_sets(rb.parse_args(argv), "ddr_sym_L15_H50", 0)
             mis_l = [it for it in sets["train"] if it["noise_group"] == "mis_l"]
