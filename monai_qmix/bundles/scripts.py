@@ -133,6 +133,17 @@ def _clean(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def known_true_labels(items: Sequence[Mapping[str, Any]]) -> dict[int, int] | None:
+    """``{index: true_label}`` of a datalist when any item's true label is known (``>= 0``), else ``None``.
+
+    For :class:`~monai_qmix.handlers.CoTrainingDiagnosticsHandler`: with planted noise (SynthDR, a noise file) the
+    co-training targets are scored against the truth, otherwise against the given labels. Items whose true label
+    is unknown keep ``-1`` and are left out of the accuracies.
+    """
+    truth = {int(it["index"]): int(it.get("true_label", -1)) for it in items}
+    return truth if any(y >= 0 for y in truth.values()) else None
+
+
 def _ensure_synthdr(dataset_dir: str | os.PathLike, synthdr: Mapping[str, Any]) -> None:
     if (Path(dataset_dir) / "train.csv").exists():
         return

@@ -465,6 +465,13 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
                     "epoch_level": True,
                 },
                 {
+                    "_target_": "monai_qmix.handlers.CoTrainingDiagnosticsHandler",
+                    "_disabled_": "$@method == 'standard'",
+                    "true_labels": f"${_SCRIPTS}.known_true_labels(@datalists['train'])",
+                    "output_dir": "$None if @is_not_rank0 else @output_dir + '/diagnostics'",
+                    "evaluator": "@validate#evaluator",
+                },
+                {
                     "_target_": "monai_qmix.handlers.TrainingCurveHandler",
                     "_disabled_": "@is_not_rank0",
                     "output_dir": "@output_dir",

@@ -89,7 +89,8 @@ class CoTrainingDiagnosticsHandler:
         filename: per-epoch CSV, one row per epoch.
         makeup_filename: group make-up CSV (``epoch, network, grade, correct, mis_h, mis_l``).
         evaluator: an engine whose scalar ``state.metrics`` are copied into the row (attach this handler after the
-            ``ValidationHandler`` so that they are of the same epoch).
+            ``ValidationHandler`` so that they are of the same epoch; ``metrics_epoch`` says which epoch they are
+            from when validation runs every few epochs).
         name: logger name; default the engine's logger.
 
     Raises:
@@ -223,6 +224,7 @@ class CoTrainingDiagnosticsHandler:
         else:
             row["agreement"] = row["correct_overlap"] = math.nan
         if self.evaluator is not None:
+            row["metrics_epoch"] = getattr(self.evaluator.state, "epoch", None)
             for key, value in sorted(getattr(self.evaluator.state, "metrics", {}).items()):
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     row[key] = float(value)

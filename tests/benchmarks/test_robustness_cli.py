@@ -180,6 +180,9 @@ class TestTinyRun(_RestoresTrackMeta):
             self.assertTrue(0.0 <= diag["agreement"] <= 1.0)
             self.assertNotIn("diagnostics", block["methods"]["standard"][0]["epochs"][1])
             self.assertEqual(len(block["methods"]["standard"][0]["last"]["test"]["per_class_recall"]), 5)
+            with open(os.path.join(tmp, "t.md")) as f:
+                md = f.read()
+            self.assertIn("| qmix | ", md.split("Co-training diagnostics at the last epoch")[1])
             # the degraded images with their labels are what the noise file says: every Mis-L image was degraded
             sets = rb.make_sets(rb.parse_args(argv), "ddr_sym_L15_H50", 0)
             mis_l = [it for it in sets["train"] if it["noise_group"] == "mis_l"]

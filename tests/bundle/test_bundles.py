@@ -256,6 +256,14 @@ class TestMethodsAndExport(unittest.TestCase):
             else:
                 self.assertEqual(sorted(sep), ["A", "B"])
                 self.assertEqual(len(sep["A"].groups), len(wf.train_dataset))
+                # co-training diagnostics, one row per epoch (aptos has no known true labels: the given ones)
+                with open(os.path.join(tmp, "eval", "diagnostics", "co_training_diagnostics.csv")) as f:
+                    rows = list(csv.DictReader(f))
+                self.assertEqual([r["epoch"] for r in rows], [str(e + 1) for e in range(epochs)])
+                self.assertEqual(rows[-1]["reference"], "given")
+                self.assertIn("val_qwk", rows[-1])
+                self.assertTrue(os.path.isfile(os.path.join(tmp, "eval", "diagnostics", "group_makeup.csv")))
+            self.assertEqual(os.path.isdir(os.path.join(tmp, "eval", "diagnostics")), method != "standard")
             ckpt = torch.load(os.path.join(tmp, "models", "model_final.pt"), map_location="cpu", weights_only=True)
             self.assertEqual("network_b" in ckpt, method != "standard")
             self.assertEqual("separation" in ckpt, method != "standard")

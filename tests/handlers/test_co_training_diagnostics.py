@@ -143,6 +143,12 @@ class TestCoTrainingDiagnostics(unittest.TestCase):
         with self.assertRaisesRegex(KeyError, "no entry in true_labels"):
             trainer.run()
 
+    def test_known_true_labels_of_a_datalist(self) -> None:
+        from monai_qmix.bundles.scripts import known_true_labels
+
+        self.assertIsNone(known_true_labels([{"index": 0, "true_label": -1}, {"index": 1}]))
+        self.assertEqual(known_true_labels([{"index": 3, "true_label": 2}, {"index": 5}]), {3: 2, 5: -1})
+
 
 if __name__ == "__main__":
     unittest.main()
