@@ -26,7 +26,9 @@ of **one** network, and ``engine.state.epoch_length`` is set to the epoch's numb
   1. separate: the rows' groups from the partner's partition;
   2. targets (no grad, weak views): Correct → :func:`~monai_qmix.losses.co_refine` with the trained network's mean
      weak prediction, Mis-L → :func:`~monai_qmix.losses.pseudo_label`, Mis-H →
-     :func:`~monai_qmix.losses.co_guess` with both networks;
+     :func:`~monai_qmix.losses.co_guess` with both networks; the rows' targets are then published at
+     ``CoTrainingEvents.TARGETS_COMPLETED`` (``engine.state.targets``, read by
+     :class:`~monai_qmix.handlers.CoTrainingDiagnosticsHandler`);
   3. strong views of all rows → the trained network with gradient (optional MixMatch over all rows,
      :func:`~monai_qmix.losses.mixup`);
   4. losses: :class:`~monai_qmix.losses.SampleReweighingLoss` with ``normalization="loader"``:
@@ -47,7 +49,7 @@ a handler of ``SEPARATION_COMPLETED`` is then not repeated). Both are bit for bi
 (all samples, 2 weak + 2 strong views and ``index``), both networks updated in it:
 
 1. weak views → A and B forward under ``no_grad`` (computed once, shared by both updates), targets as above with
-   the groups looked up per sample;
+   the groups looked up per sample (published per network at ``CoTrainingEvents.TARGETS_COMPLETED``);
 2. strong views → each network forward with gradient: :class:`~monai_qmix.losses.SampleReweighingLoss`
    (``normalization="batch"``, MSE summed over classes) + λ_c · contrastive + λ_reg · prior, optional MixMatch;
 3. both networks are updated; MONAI ``IterationEvents`` fire once per iteration, phase by phase (forward of
