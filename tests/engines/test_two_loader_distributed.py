@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from monai_qmix.engines.trainer import QMixTrainer
+from monai_qmix.handlers import CoTrainingDiagnosticsHandler
 from tests.engines.test_trainer import BATCH, N, make_items, tiny_net, views
 
 
@@ -60,6 +61,8 @@ def _run(world: int) -> dict:
                 seen.setdefault(key, []).extend(step[role]["index"].tolist())
 
     lengths: list[int] = []
+    diagnostics = CoTrainingDiagnosticsHandler(true_labels=[i % 3 for i in range(N)])
+    diagnostics.attach(trainer)
     trainer.add_event_handler(Events.GET_BATCH_COMPLETED, record)
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: lengths.append(int(e.state.epoch_length)))
     trainer.run()
@@ -67,6 +70,8 @@ def _run(world: int) -> dict:
         "groups": {k: torch.as_tensor(r.groups) for k, r in trainer.state.separation.items()},
         "seen": {k: torch.as_tensor(v) for k, v in seen.items()},
         "lengths": torch.as_tensor(lengths),
+        "local_counts": diagnostics._counts.clone(),  # this rank's rows of the last epoch
+        "diag": {k: v for k, v in diagnostics.history[-1].items() if isinstance(v, (int, float))},
     }
 
 
@@ -101,6 +106,16 @@ class TestTwoLoaderDistributed(unittest.TestCase):
             self.assertEqual(union, set(idx.tolist()), key)
             n = len(idx)
             self.assertEqual(len(ranks[0]["seen"][key]) + len(ranks[1]["seen"][key]), n + n % 2, key)  # + padding
+        # diagnostics are reduced over the ranks: every rank writes the same row, counting the rows of all ranks
+        self.assertEqual(ranks[0]["diag"], ranks[1]["diag"])
+        total = ranks[0]["local_counts"] + ranks[1]["local_counts"]
+        for j, kind in enumerate(("refined", "guessed", "pseudo")):
+            n = int(total[0, j, 0] + total[0, j, 3])
+            self.assertEqual(ranks[0]["diag"][f"n_{kind}_A"], n)
+        n_rows = sum(ranks[0]["diag"][f"n_{kind}_A"] for kind in ("refined", "guessed", "pseudo"))
+        seen_a = sum(len(r["seen"][k]) for r in ranks for k in ("2_A_labelled", "2_A_unlabelled") if k in r["seen"])
+        self.assertEqual(n_rows, seen_a)
+        self.assertEqual(ranks[0]["diag"]["agreement"], single["diag"]["agreement"])  # the same partitions
         self.assertEqual(sorted(single["seen"]["1_A_labelled"].tolist()), list(range(N)))
         self.assertTrue({"2_A_labelled", "2_B_labelled", "2_A_unlabelled"} <= set(single["seen"]))  # an SSL epoch
 
