@@ -909,6 +909,8 @@ def run_method(
         "epochs": epochs,
         "scatter_png": os.path.basename(scatter) if scatter else None,
     }
+    if diagnostics is not None:  # group make-up per given grade of each network's partition, every SSL epoch
+        rec["group_makeup"] = diagnostics.makeup_history
     return rec
 
 

@@ -179,6 +179,11 @@ class TestTinyRun(_RestoresTrackMeta):
             self.assertGreater(n_rows, 0)
             self.assertTrue(0.0 <= diag["agreement"] <= 1.0)
             self.assertNotIn("diagnostics", block["methods"]["standard"][0]["epochs"][1])
+            makeup = block["methods"]["qmix"][0]["group_makeup"]
+            n_a = sum(
+                r[g] for r in makeup if r["epoch"] == 2 and r["network"] == "A" for g in ("correct", "mis_h", "mis_l")
+            )
+            self.assertEqual(n_a, block["n_train"])
             self.assertEqual(len(block["methods"]["standard"][0]["last"]["test"]["per_class_recall"]), 5)
             with open(os.path.join(tmp, "t.md")) as f:
                 md = f.read()
