@@ -220,7 +220,7 @@ def plots(data: dict[str, Any], stem: str) -> list[str]:
     out.append(f"{stem}_qwk.png")
     fig.savefig(out[-1], dpi=110)
     plt.close(fig)
-    fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(5.5 * len(methods), 5), squeeze=False)
     styles = {"refined": "-", "guessed": "--", "pseudo": ":"}
     for ax, m in zip(axes[0], methods):
         for variant, ms in data.items():
@@ -231,10 +231,10 @@ def plots(data: dict[str, Any], stem: str) -> list[str]:
                 if np.isfinite(mu).any():
                     ax.plot(x, mu, styles[kind], color=colours[variant], label=f"{variant}: {KIND_NAMES[kind]}")
         ax.set(title=f"{m}: accuracy of network A's targets vs true labels", xlabel="epoch", ylabel="accuracy")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.05)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
         else:
             ax.text(0.5, 0.5, "no diagnostics in these runs", ha="center", transform=ax.transAxes)
     fig.tight_layout()
