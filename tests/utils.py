@@ -44,3 +44,13 @@ def retina_image(size: int = 64) -> np.ndarray:
     img = retina().astype(np.float32) / 255.0  # (H, W, 3) uint8 -> float
     img = resize(img, (size, size), order=1, anti_aliasing=True, preserve_range=True).astype(np.float32)
     return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+def load_script(path: Any, name: str) -> Any:
+    """Import a script that is not a package module (e.g. ``benchmarks/cost.py``) under the module name ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -22,18 +21,12 @@ import torch
 from monai.data import get_track_meta, set_track_meta
 
 import monai_qmix.handlers.separation as separation_module
+from tests.utils import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("cost_benchmark", REPO / "benchmarks" / "cost.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-cost = _load_benchmark()
+cost = load_script(REPO / "benchmarks" / "cost.py", "cost_benchmark")
 
 TWO_LOADER = ("qmix", "dividemix", "warmup_4v")
 METHODS = ("standard", *TWO_LOADER, "qmix_single")

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -16,16 +15,9 @@ import tempfile
 import unittest
 
 from tests.benchmarks.test_robustness_cli import REPO, _RestoresTrackMeta, rb
+from tests.utils import load_script
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("loop_comparison", REPO / "benchmarks" / "loop_comparison.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-lc = _load()
+lc = load_script(REPO / "benchmarks" / "loop_comparison.py", "loop_comparison")
 TINY = ["--num", "40", "--image_size", "32", "--backbone", "tiny", "--width", "4", "--epochs", "2",
         "--warmup_epochs", "1", "--methods", "standard,qmix", "--threads", "1", "--bootstrap", "0"]  # fmt: skip
 
