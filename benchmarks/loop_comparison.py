@@ -23,6 +23,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -185,12 +186,9 @@ def _curve(recs: list[dict], get: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
         for e in r["epochs"]:
             v = get(e)
             vals[i, epochs.index(e["epoch"])] = np.nan if v is None else float(v)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.asarray(epochs), np.nanmean(vals, 0), np.nanstd(vals, 0)
+    with warnings.catch_warnings():  # an epoch with no value in any seed (warm-up): NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.asarray(epochs), np.nanmean(vals, 0), np.nanstd(vals, 0)
 
 
 def plots(data: dict[str, Any], stem: str) -> list[str]:

@@ -24,19 +24,18 @@ each given grade are Correct / Mis-H / Mis-L).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import EventEnum, Events
 
-from monai_qmix.handlers.checkpoint import atomic_write
+from monai_qmix.handlers.training_log import scalar_metrics, write_csv_rows
 from monai_qmix.separation.result import CORRECT, GROUP_NAMES, MIS_H, MIS_L
 
 if TYPE_CHECKING:
@@ -172,13 +171,7 @@ class CoTrainingDiagnosticsHandler:
     # ------------------------------------------------------------------ epoch summary
     def _reduced_counts(self) -> torch.Tensor:
         counts = self._counts.clone()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            backend = torch.distributed.get_backend()
-            dev = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-            c = counts.to(dev)
-            torch.distributed.all_reduce(c)
-            counts = c.cpu()
-        return counts
+        return idist.all_reduce(counts) if idist.get_world_size() > 1 else counts  # ignite moves it for nccl
 
     @staticmethod
     def _partitions(engine: Engine) -> dict[str, Any] | None:
@@ -225,45 +218,25 @@ class CoTrainingDiagnosticsHandler:
             row["agreement"] = row["correct_overlap"] = math.nan
         if self.evaluator is not None:
             row["metrics_epoch"] = getattr(self.evaluator.state, "epoch", None)
-            for key, value in sorted(getattr(self.evaluator.state, "metrics", {}).items()):
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    row[key] = float(value)
-                elif isinstance(value, torch.Tensor) and value.numel() == 1:
-                    row[key] = float(value)
+            row.update(scalar_metrics(self.evaluator))
         self.history.append(row)
         self.makeup_history.extend(makeup)
         engine.state.co_training_diagnostics = row
         self._write()
         if self.logger is not None and parts is not None:
-            acc = ", ".join(
-                f"{kind} {row[f'acc_{kind}_A']:.3f}" for kind in TARGET_KINDS.values() if row[f"n_{kind}_A"] > 0
-            )
             self.logger.info(
-                f"Epoch {epoch}: target accuracy of network A vs {row['reference']} labels: {acc}; "
+                f"Epoch {epoch}: target accuracy of network A vs {row['reference']} labels: "
+                f"{target_accuracy_summary(row)}; "
                 f"partition agreement {row['agreement']:.3f}, Correct overlap {row['correct_overlap']:.3f}"
             )
 
     def _write(self) -> None:
-        if self.output_dir is None:
+        if self.output_dir is None or idist.get_rank() > 0:
             return
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
-            return
-        _write_csv(os.path.join(self.output_dir, self.filename), self.history)
+        blank = [{k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in self.history]
+        write_csv_rows(os.path.join(self.output_dir, self.filename), blank)  # NaN (no targets yet): an empty cell
         if self.makeup_history:
-            _write_csv(os.path.join(self.output_dir, self.makeup_filename), self.makeup_history)
-
-
-def _write_csv(path: str, rows: list[dict[str, Any]]) -> None:
-    fields: list[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, restval="")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
-    data = buf.getvalue().encode()
-    atomic_write(path, lambda f: f.write(data))
+            write_csv_rows(os.path.join(self.output_dir, self.makeup_filename), self.makeup_history)
 
 
 def target_accuracy_summary(row: Mapping[str, Any], network: str = "A") -> str:

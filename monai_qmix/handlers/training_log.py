@@ -24,7 +24,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -39,10 +39,55 @@ ProgressBar, _ = optional_import("ignite.handlers", name="ProgressBar")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["TrainingProgressBar", "TrainingCurveHandler", "loss_value", "partition_sizes", "warnings_once"]
+__all__ = [
+    "TrainingProgressBar",
+    "TrainingCurveHandler",
+    "loss_value",
+    "partition_sizes",
+    "scalar_metrics",
+    "warnings_once",
+    "write_csv_rows",
+]
 
 #: a column of :func:`partition_sizes`: ``<network>_<group>``
 _PARTITION_COLUMN = re.compile(rf"^(\w+?)_({'|'.join(GROUP_NAMES)})$")
+
+
+def scalar_metrics(engine: Engine | None, names: Sequence[str] | None = None) -> dict[str, float]:
+    """The scalar entries of ``engine.state.metrics`` as floats (one-element tensors included; others skipped).
+
+    Args:
+        engine: an evaluator, or ``None`` / one that has not run (then ``{}``).
+        names: the metrics to take, in this order; default all, sorted by name.
+    """
+    if engine is None or engine.state is None:
+        return {}
+    metrics = getattr(engine.state, "metrics", None) or {}
+    out = {}
+    for name in names if names is not None else sorted(metrics):
+        v = metrics.get(name)
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            v = v.item()
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[name] = float(v)
+    return out
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    return cols
+
+
+def write_csv_rows(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``rows`` (dicts) as a CSV with the union of their keys as columns (first-seen order), atomically."""
+    cols = _columns(rows)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=cols, restval="")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode("utf-8")))
 
 
 def partition_sizes(engine: Engine) -> dict[str, int]:
@@ -173,18 +218,7 @@ class TrainingCurveHandler:
             self._losses.append(v)
 
     def _metrics(self) -> dict[str, float]:
-        if self.validator is None or self.validator.state is None:
-            return {}
-        metrics = getattr(self.validator.state, "metrics", None) or {}
-        names = self.metric_names if self.metric_names is not None else sorted(metrics)
-        out = {}
-        for name in names:
-            v = metrics.get(name)
-            if isinstance(v, torch.Tensor) and v.numel() == 1:
-                v = v.item()
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[name] = float(v)
-        return out
+        return scalar_metrics(self.validator, self.metric_names)
 
     def __call__(self, engine: Engine) -> None:
         row: dict[str, Any] = {
@@ -226,25 +260,15 @@ class TrainingCurveHandler:
             line += f" | partition {net}: " + ", ".join(groups)
         return line
 
-    def _columns(self) -> list[str]:
-        cols: list[str] = []
-        for r in self.rows:
-            cols += [k for k in r if k not in cols]
-        return cols
-
     def _write_csv(self) -> None:
-        text = io.StringIO(newline="")
-        w = csv.DictWriter(text, fieldnames=self._columns())
-        w.writeheader()
-        w.writerows(self.rows)
-        atomic_write(self.csv_path, lambda f: f.write(text.getvalue().encode("utf-8")))
+        write_csv_rows(self.csv_path, self.rows)
 
     def _write_png(self) -> None:
         plt, has_mpl = optional_import("matplotlib.pyplot")
         if not has_mpl:
             self.save_png = False
             return
-        columns = self._columns()
+        columns = _columns(self.rows)
         sizes = {c for c in columns if _PARTITION_COLUMN.match(c)}
         networks = sorted({_PARTITION_COLUMN.match(c).group(1) for c in sizes})  # type: ignore[union-attr]
         cols = [c for c in columns if c not in ("epoch", "lr") and c not in sizes]
