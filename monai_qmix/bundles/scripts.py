@@ -634,23 +634,129 @@ def _unreadable(e: BaseException) -> tuple[str, str] | None:
     return None
 
 
+class _GracefulStop:
+    """Where the trainer is, and a SIGINT / SIGTERM handler that stops the run at the next iteration boundary.
+
+    Phases, tracked on the trainer's events: ``"fetch"`` (``GET_BATCH_STARTED`` .. ``ITERATION_STARTED``),
+    ``"step"`` (.. ``ITERATION_COMPLETED``) and ``"other"`` (epoch start / end handlers: separation, validation,
+    checkpoints). A signal in ``fetch`` / ``step`` is deferred to the end of the step, where ``model_last.pt`` is
+    written within the epoch when the trainer resumes exactly from there; a signal elsewhere, or a second signal,
+    stops the run at once (``model_last.pt`` then holds the last completed epoch). Distributed runs stop at once
+    (ranks could otherwise stop at different steps).
+    """
+
+    def __init__(self, trainer: Engine, saver: Any, defer: bool) -> None:
+        self.trainer, self.saver, self.defer = trainer, saver, defer
+        self.phase = "other"
+        self.pending: str | None = None
+        self.lost: list[str] = []  # a raise lost in a finaliser (``__del__``): stop at the next iteration
+
+    def _set(self, phase: str) -> Callable[[Engine], None]:
+        def set_phase(_engine: Engine) -> None:
+            self.phase = phase
+
+        return set_phase
+
+    def attach(self) -> None:
+        from ignite.engine import Events
+
+        self._handlers = [
+            (Events.GET_BATCH_STARTED, self._set("fetch")),
+            (Events.ITERATION_STARTED, self._set("step")),
+            (Events.EPOCH_STARTED, self._set("other")),
+            (Events.EPOCH_COMPLETED, self._set("other")),
+        ]
+        for event, fn in self._handlers:  # first: the phase is set before the other handlers of the event run
+            self.trainer.add_event_handler(event, fn)
+            handlers = self.trainer._event_handlers[event]
+            handlers.insert(0, handlers.pop())
+        self._handlers += [
+            (Events.ITERATION_COMPLETED, self.iteration_completed),
+            (Events.EPOCH_COMPLETED, self.epoch_completed),
+        ]
+        for event, fn in self._handlers[-2:]:  # last: after every other handler of the event
+            self.trainer.add_event_handler(event, fn)
+
+    def detach(self) -> None:
+        for event, fn in self._handlers:
+            self.trainer.remove_event_handler(fn, event)
+
+    def resumable(self) -> bool:
+        check = getattr(self.trainer, "resumable_within_epoch", None)
+        return self.saver is not None and callable(check) and bool(check())
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.defer and self.pending is None and self.phase in ("fetch", "step"):
+            self.pending = name
+            print(
+                f"{name} received: stopping at the end of this training step (send it again to stop at once).",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        self.lost.append(name)
+        raise TrainingInterrupted(name) if name == "SIGTERM" else KeyboardInterrupt
+
+    def _stop(self, name: str) -> None:
+        raise TrainingInterrupted(name) if name == "SIGTERM" else KeyboardInterrupt
+
+    def iteration_completed(self, engine: Engine) -> None:
+        self.phase = "other"
+        if self.lost:
+            self._stop(self.lost[-1])
+        if self.pending is None:
+            return
+        if self.resumable():
+            self.saver.save_within_epoch(engine)
+            self._stop(self.pending)
+        if not self._last_step_of_epoch(engine):
+            self._stop(self.pending)  # the single loop resumes exactly only at an epoch boundary
+        # the epoch's last step: let its end handlers (LR schedule, validation, checkpoints) run, stop after them
+
+    def epoch_completed(self, engine: Engine) -> None:
+        if self.pending is not None:
+            self._stop(self.pending)
+
+    @staticmethod
+    def _last_step_of_epoch(engine: Engine) -> bool:
+        length = engine.state.epoch_length
+        start = getattr(engine, "_epoch_start_iteration", None)
+        if not length:
+            return False
+        if start is not None:
+            return int(engine.state.iteration) - int(start) >= int(length)
+        return int(engine.state.iteration) % int(length) == 0
+
+    def after_exception(self) -> bool:
+        """After an exception while a batch was fetched (e.g. an unreadable image): save within the epoch when the
+        trainer resumes from there (no step has changed the state since the last boundary). Returns whether saved."""
+        if self.phase == "fetch" and self.resumable():
+            return self.saver.save_within_epoch(self.trainer) is not None
+        return False
+
+
 def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = None) -> Engine:
     """``trainer.run()`` that stops with one clear line on an interrupt or an unreadable image.
 
-    * SIGINT (Ctrl-C) and SIGTERM stop the run (SIGTERM is turned into :class:`TrainingInterrupted` for the time of
-      the run, in the main thread); the process exits with status 130 / 143 and a line saying which checkpoint holds
-      which epoch and how to resume (``--resume auto``).
+    * SIGINT (Ctrl-C) and SIGTERM stop the run; the process exits with status 130 / 143 and a line saying which
+      checkpoint holds which epoch and how to resume (``--resume auto``). A signal during a training step stops the
+      run at the end of that step: the two-loader loop then writes ``model_last.pt`` there (within the epoch,
+      resumed exactly); the single loop (``standard``, ``loop='single'``) keeps the last completed epoch, or
+      finishes the epoch when it was the epoch's last step. A signal during the separation, validation or a save,
+      or a second signal, stops at once (``model_last.pt``: the last completed epoch). In a distributed run every
+      signal stops at once.
     * An unreadable training or validation image stops the run with status 1 and one line naming the file and the
-      reason (no traceback).
+      reason (no traceback); in the two-loader loop ``model_last.pt`` is first written within the epoch.
     * Any other exception propagates unchanged.
     * Each warning is shown once (:func:`~monai_qmix.handlers.warnings_once`), with a count of its repeats at the end.
 
-    ``saver`` (an :class:`~monai_qmix.handlers.AtomicCheckpointSaver`) has written ``model_last.pt`` at the end of
-    every completed epoch, so nothing is lost but the epoch in progress.
+    ``saver`` (an :class:`~monai_qmix.handlers.AtomicCheckpointSaver`) writes ``model_last.pt`` at the end of every
+    completed epoch.
 
     Args:
         trainer: the training engine.
-        saver: its checkpoint saver (for the message), or ``None``.
+        saver: its checkpoint saver (for the message and the within-epoch save), or ``None``.
         evaluator: the validation engine (its traceback logging is quietened the same way), or ``None``.
 
     Returns:
@@ -659,37 +765,23 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
     Raises:
         SystemExit: interrupted (130 / 143) or unreadable image (1), with a one-line message.
     """
+    import ignite.distributed as idist
+
     known = (KeyboardInterrupt,)
     for engine in (trainer, evaluator):
         if engine is not None:
             _quiet_known_errors(engine, known)
-    from ignite.engine import Events
 
-    previous = None
     main = threading.current_thread() is threading.main_thread()
-    watched = [e for e in (trainer, evaluator) if e is not None] if main else []
+    stop = _GracefulStop(trainer, saver, defer=idist.get_world_size() <= 1)
+    previous: dict[int, Any] = {}
     if main:
-        received: list[int] = []
-
-        def on_sigterm(signum: int, frame: Any) -> None:
-            received.append(signum)
-            raise TrainingInterrupted("SIGTERM")
-
-        def stop_if_received(_engine: Engine) -> None:
-            # the raise in on_sigterm is lost when the signal lands in a finaliser (``__del__``, a generator's
-            # close): Python prints "Exception ignored" and goes on. The flag stops the run at the next iteration.
-            if received:
-                raise TrainingInterrupted("SIGTERM")
-
-        for engine in watched:
-            engine.add_event_handler(Events.ITERATION_COMPLETED, stop_if_received)
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        stop.attach()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, stop.on_signal)
     saved = saver.describe if saver is not None else (lambda: "no checkpoint saver")
-    try:
-        with warnings_once():
-            trainer.run()
-    except KeyboardInterrupt as e:
-        name = "SIGTERM" if isinstance(e, TrainingInterrupted) else "SIGINT"
+
+    def interrupted(name: str) -> SystemExit:
         msg = (
             f"Training interrupted ({name}) in epoch {trainer.state.epoch}: {saved()}; "
             "continue with --resume auto (same settings)."
@@ -697,21 +789,33 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
         print(msg, file=sys.stderr, flush=True)
         exc = SystemExit(_SIGNAL_EXIT[name])
         exc.message = msg  # type: ignore[attr-defined]
-        raise exc from None
+        return exc
+
+    try:
+        with warnings_once():
+            trainer.run()
+    except KeyboardInterrupt as e:
+        raise interrupted("SIGTERM" if isinstance(e, TrainingInterrupted) else "SIGINT") from None
     except Exception as e:
         bad = _unreadable(e)
+        if bad is None and main and stop.pending is not None:
+            # a deferred signal, then a failed fetch: e.g. DataLoader workers killed by the terminal's Ctrl-C
+            stop.after_exception()
+            raise interrupted(stop.pending) from None
         if bad is None:
             raise
+        if main:
+            stop.after_exception()
         raise SystemExit(
             f"Unreadable image '{bad[0]}': {bad[1]}. Training stopped in epoch {trainer.state.epoch}: {saved()}. "
             "Fix or remove the image (list them all: python -m monai_qmix.data.prepare --check --dataset_dir D), "
             "then continue with --resume auto."
         ) from None
     finally:
-        for engine in watched:
-            engine.remove_event_handler(stop_if_received, Events.ITERATION_COMPLETED)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if main:
+            stop.detach()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return trainer
 
 

@@ -867,6 +867,17 @@ class QMixTrainer(SupervisedTrainer):
             sd["epoch_loader_seed_state"] = self._epoch_loader_seed_state.clone()
         return sd
 
+    def resumable_within_epoch(self) -> bool:
+        """Whether a checkpoint written now, at an iteration boundary, resumes exactly *within* the current epoch.
+
+        True in the two-loader loop between two steps of an epoch (not before its first step, not after its last,
+        where the epoch-end handlers have yet to run). The single loop resumes exactly only at epoch boundaries.
+        """
+        if self.loop != CoTrainingLoop.TWO_LOADER:
+            return False
+        within = int(self.state.iteration) - int(self._epoch_start_iteration)
+        return 0 < within < int(self.state.epoch_length or 0)
+
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Restore the engine state (see :meth:`state_dict`).
 

@@ -144,8 +144,10 @@ class AtomicCheckpointSaver:
     (``best_metric``, ``best_metric_epoch``, ``key_metric_name``), so :class:`CheckpointResumer` restores the best
     metric and a resumed run only replaces ``best_filename`` by a better epoch.
 
-    On an exception or interrupt nothing is written: ``last_filename`` already holds the last completed epoch (a
-    partly trained epoch cannot be resumed exactly).
+    :meth:`save_within_epoch` writes ``last_filename`` between two steps of an epoch (the bundles'
+    :func:`~monai_qmix.bundles.scripts.run_training` calls it when a run is interrupted where the trainer can resume
+    exactly: :meth:`QMixTrainer.resumable_within_epoch`); otherwise an interrupt or exception writes nothing and
+    ``last_filename`` holds the last completed epoch.
 
     Args:
         save_dir: folder of the checkpoints (created).
@@ -192,6 +194,7 @@ class AtomicCheckpointSaver:
         self.best_metric_epoch: int = -1
         self.key_metric_name: str | None = None
         self.last_epoch: int = 0
+        self.last_steps_into_epoch: int = 0
 
     @property
     def objects(self) -> dict[str, Any]:
@@ -249,13 +252,35 @@ class AtomicCheckpointSaver:
         improved = value is not None and (self.best_metric is None or bool(self.metric_cmp_fn(value, self.best_metric)))
         if improved:
             self.best_metric, self.best_metric_epoch = value, epoch
-        self.last_epoch = epoch
+        self.last_epoch, self.last_steps_into_epoch = epoch, 0
         if improved and self.best_filename:
             path = self.save(self.best_filename)
             if path and self.logger is not None:
                 self.logger.info(f"Epoch {epoch}: best {self.key_metric_name} {value:.4f}, saved {path}")
         if self.last_filename:
             self.save(self.last_filename)
+
+    def save_within_epoch(self, engine: Engine) -> str | None:
+        """Write ``last_filename`` now, between two steps of an epoch (the trainer's ``state_dict()`` records where).
+
+        Only call it at an iteration boundary of a trainer that resumes exactly from there (the two-loader loop of
+        :class:`~monai_qmix.engines.QMixTrainer`: ``resumable_within_epoch()``); the best checkpoint is untouched.
+
+        Returns:
+            the path written, or ``None`` (no ``last_filename``, or not rank 0).
+        """
+        if not self.last_filename:
+            return None
+        sd = engine.state_dict()
+        epoch = int(engine.state.epoch)
+        self.last_epoch = int(sd.get("epochs_completed", epoch - 1))
+        self.last_steps_into_epoch = int(sd.get("iterations_into_epoch", 0))
+        path = self.save(self.last_filename)
+        if path and self.logger is not None:
+            self.logger.info(
+                f"Epoch {epoch}: saved {path} after step {self.last_steps_into_epoch} of {engine.state.epoch_length}"
+            )
+        return path
 
     def completed(self, engine: Engine) -> None:
         """The final checkpoint."""
@@ -266,9 +291,13 @@ class AtomicCheckpointSaver:
 
     def describe(self) -> str:
         """One sentence on what is on disk (for interruption messages)."""
-        if not self.last_filename or self.last_epoch == 0:
+        steps = self.last_steps_into_epoch
+        if not self.last_filename or (self.last_epoch == 0 and steps == 0):
             return "no epoch completed, no checkpoint written"
-        text = f"{os.path.join(self.save_dir, self.last_filename)} holds epoch {self.last_epoch}"
+        last = os.path.join(self.save_dir, self.last_filename)
+        text = f"{last} holds epoch {self.last_epoch}"
+        if steps:
+            text = f"{last} holds epoch {self.last_epoch} and {steps} step(s) of epoch {self.last_epoch + 1}"
         if self.best_filename and self.best_metric_epoch > 0:
             text += f", {os.path.join(self.save_dir, self.best_filename)} the best epoch {self.best_metric_epoch}"
         return text
@@ -360,7 +389,9 @@ class CheckpointResumer:
                 f"resume: '{self.load_path}' is already at epoch {epoch} = epochs; nothing left to train (pass a "
                 "larger --epochs to extend the run)."
             )
-        self.logger.info(f"resume: restored epoch {epoch} from {self.load_path}")
+        into = int(ckpt.get("trainer", {}).get("iterations_into_epoch", 0) or 0)
+        where = f"epoch {epoch}" + (f" and {into} step(s) of epoch {epoch + 1}" if into else "")
+        self.logger.info(f"resume: restored {where} from {self.load_path}")
 
     def _recompute_cosine(self, max_epochs: int) -> int:
         n = 0

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from ignite.engine import EventEnum, Events
 
-from monai_qmix.handlers.training_log import scalar_metrics, write_csv_rows
+from monai_qmix.handlers.training_log import read_csv_rows, restored_rows, scalar_metrics, write_csv_rows
 from monai_qmix.separation.result import CORRECT, GROUP_NAMES, MIS_H, MIS_L
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ class CoTrainingDiagnosticsHandler:
         self.logger = logging.getLogger(name) if name else None
         self.history: list[dict[str, Any]] = []
         self.makeup_history: list[dict[str, Any]] = []
+        self._restored = False
         self._counts = torch.zeros(len(_NETS), len(TARGET_KINDS), 4, dtype=torch.float64)  # n, hit, agree, unknown
 
     # ------------------------------------------------------------------ wiring
@@ -130,13 +131,29 @@ class CoTrainingDiagnosticsHandler:
             self.logger = engine.logger
         if CoTrainingEvents.TARGETS_COMPLETED not in getattr(engine, "_allowed_events", []):
             engine.register_events(*CoTrainingEvents)
+        engine.add_event_handler(Events.STARTED, self._started)
         engine.add_event_handler(Events.EPOCH_STARTED, self.reset)
         engine.add_event_handler(CoTrainingEvents.TARGETS_COMPLETED, self.collect)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
+    def _started(self, engine: Engine) -> None:
+        self._restored = False
+
     def reset(self, engine: Engine | None = None) -> None:
-        """Forget the targets collected so far (start of an epoch)."""
+        """Forget the targets collected so far (start of an epoch).
+
+        At the first epoch of a resumed run the rows of the completed epochs are read back from the CSVs, so the
+        files keep the whole run. After a resume *within* an epoch, that epoch's row counts the steps after the
+        resume only (the counts of the steps before it are not in the checkpoint).
+        """
         self._counts.zero_()
+        if engine is not None and not self._restored:
+            done = int(engine.state.epoch) - 1
+            if self.output_dir is not None and idist.get_rank() == 0:
+                self.history = restored_rows(read_csv_rows(os.path.join(self.output_dir, self.filename)), done)
+                makeup = read_csv_rows(os.path.join(self.output_dir, self.makeup_filename))
+                self.makeup_history = restored_rows(makeup, done)
+            self._restored = True
 
     def _reference(self, index: np.ndarray, given: np.ndarray) -> np.ndarray:
         if self.true_labels is None:

@@ -90,6 +90,19 @@ def write_csv_rows(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
     atomic_write(path, lambda f: f.write(text.getvalue().encode("utf-8")))
 
 
+def read_csv_rows(path: str) -> list[dict[str, Any]]:
+    """The rows of a CSV written by :func:`write_csv_rows` (values as strings; ``[]`` when there is no file)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return [dict(r) for r in csv.DictReader(f)]
+
+
+def restored_rows(rows: Sequence[Mapping[str, Any]], completed: int) -> list[dict[str, Any]]:
+    """The rows of epochs ``<= completed`` (a run resumed after epoch ``completed`` keeps them; ``0``: none)."""
+    return [dict(r) for r in rows if completed > 0 and int(r["epoch"]) <= completed]
+
+
 def partition_sizes(engine: Engine) -> dict[str, int]:
     """Group sizes of the partitions in ``engine.state.separation`` (``{"A": SeparationResult, ...}``, set by
     :class:`~monai_qmix.handlers.SampleSeparationHandler` after warm-up), as ``{"A_correct": n, "A_mis_h": n,
@@ -149,8 +162,8 @@ class TrainingCurveHandler:
     Attach to the trainer *after* MONAI's ``ValidationHandler`` (the bundles do), so that the validator's metrics of
     the epoch are known. Rows go to ``<output_dir>/<filename>.csv`` and a figure (training loss, and each metric
     against the epoch, the best one marked) to ``<filename>.png``; both are replaced atomically, so an interrupted
-    run never leaves a half-written file. When the trainer resumes at epoch ``e`` the rows of epochs ``<= e`` of an
-    existing CSV are kept.
+    run never leaves a half-written file. When the trainer resumes after epoch ``e`` the rows of epochs ``<= e`` of an
+    existing CSV are kept (read at the first epoch start, after a resume handler has loaded the checkpoint).
 
     Args:
         output_dir: folder of the files (created).
@@ -185,6 +198,7 @@ class TrainingCurveHandler:
         self.log = log
         self.logger = logging.getLogger(logger_name)
         self.rows: list[dict[str, Any]] = []
+        self._restored = False
         self._losses: list[float] = []
 
     @property
@@ -198,19 +212,21 @@ class TrainingCurveHandler:
     def attach(self, engine: Engine) -> None:
         """Record on ``engine``'s iterations and epochs."""
         engine.add_event_handler(Events.STARTED, self._started)
-        engine.add_event_handler(Events.EPOCH_STARTED, lambda e: self._losses.clear())
+        engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._iteration)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def _started(self, engine: Engine) -> None:
-        done = int(engine.state.epoch or 0)
-        self.rows = [r for r in self._read() if int(r["epoch"]) <= done] if done else []
+        self._restored = False
+
+    def _epoch_started(self, engine: Engine) -> None:
+        self._losses.clear()
+        if not self._restored:  # the first epoch of this run: a resume (loaded at STARTED) has set the epoch
+            self.rows = restored_rows(self._read(), int(engine.state.epoch) - 1)
+            self._restored = True
 
     def _read(self) -> list[dict[str, Any]]:
-        if not os.path.isfile(self.csv_path):
-            return []
-        with open(self.csv_path, newline="") as f:
-            return [dict(r) for r in csv.DictReader(f)]
+        return read_csv_rows(self.csv_path)
 
     def _iteration(self, engine: Engine) -> None:
         v = loss_value(engine.state.output)

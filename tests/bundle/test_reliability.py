@@ -8,6 +8,7 @@ exactly, with the best checkpoint kept. Tiny seeded CPU runs (16 images, 32 px, 
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -104,6 +105,77 @@ class TestResume(unittest.TestCase):
             best = _load(os.path.join(root, "models", "model.pt"))[SAVER_KEY]
             self.assertEqual(best["best_metric_epoch"], qwk.index(max(qwk)) + 1)
             self.assertAlmostEqual(best["best_metric"], max(qwk))
+
+    @parameterized.expand([["step", Events.ITERATION_COMPLETED], ["fetch", Events.GET_BATCH_STARTED]])
+    def test_sigint_within_an_epoch_saves_there_and_resumes_exactly(self, _phase, event):
+        """A real SIGINT during a step (or a batch fetch) of epoch 3: the run stops at the end of that step, writes
+        model_last.pt there (two-loader loop), and the resumed run equals the uninterrupted one."""
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
+            ref_root, root = os.path.join(tmp, "ref"), os.path.join(tmp, "run")
+            ref = initialized(workflow("aptos", ["train"], "train", bundle_root=ref_root, dataset_dir=data, **RUN))
+            ref_metrics = record_metrics(ref)
+            run(ref)
+
+            wf = initialized(workflow("aptos", ["train"], "train", bundle_root=root, dataset_dir=data, **RUN))
+            first = record_metrics(wf)
+            seen = {"in_epoch_3": 0, "length": None}
+
+            def interrupt(engine):
+                if engine.state.epoch == 3:
+                    seen["in_epoch_3"] += 1
+                    seen["length"] = engine.state.epoch_length
+                    if seen["in_epoch_3"] == 2:
+                        os.kill(os.getpid(), signal.SIGINT)
+
+            wf.trainer.add_event_handler(event, interrupt)
+            with self.assertRaises(SystemExit) as cm:
+                run(wf)
+            self.assertEqual(cm.exception.code, 130)
+            self.assertGreater(seen["length"], 2)  # the signal came in the middle of epoch 3
+            steps = 2  # a signal during the fetch of step 2 stops the run at the end of step 2
+            self.assertIn(f"holds epoch 2 and {steps} step(s) of epoch 3", cm.exception.message)
+            last = _load(os.path.join(root, "models", "model_last.pt"))
+            self.assertEqual(last["trainer"]["epochs_completed"], 2)
+            self.assertEqual(last["trainer"]["iterations_into_epoch"], steps)
+            self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)  # restored
+
+            again = initialized(
+                workflow("aptos", ["train"], "train", bundle_root=root, dataset_dir=data, resume="auto", **RUN)
+            )
+            second = record_metrics(again)
+            run(again)
+            self.assertEqual(sorted(first), [1, 2])
+            self.assertEqual(sorted(second), [3])
+            self.assertEqual({**first, **second}, ref_metrics)
+            final, ref_final = (_load(os.path.join(r, "models", "model_final.pt")) for r in (root, ref_root))
+            for net in ("network_a", "network_b"):
+                for k, v in ref_final[net].items():
+                    torch.testing.assert_close(final[net][k], v, rtol=0, atol=0)
+            with open(os.path.join(root, "eval", "training_curves.csv")) as f:  # the rows of epochs 1-2 were kept
+                self.assertEqual([r["epoch"] for r in csv.DictReader(f)], ["1", "2", "3"])
+            with open(os.path.join(root, "eval", "diagnostics", "co_training_diagnostics.csv")) as f:
+                self.assertEqual([r["epoch"] for r in csv.DictReader(f)], ["1", "2", "3"])
+
+    def test_second_sigint_stops_at_once(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
+            wf = initialized(workflow("aptos", ["train"], "train", bundle_root=tmp, dataset_dir=data, **RUN))
+            after = []
+
+            def interrupt(engine):
+                if engine.state.epoch == 3:
+                    os.kill(os.getpid(), signal.SIGINT)  # deferred to the end of the step
+                    os.kill(os.getpid(), signal.SIGINT)  # raises here
+                    after.append(engine.state.iteration)  # never reached
+
+            wf.trainer.add_event_handler(Events.ITERATION_COMPLETED, interrupt)
+            with self.assertRaises(SystemExit) as cm:
+                run(wf)
+            self.assertEqual(cm.exception.code, 130)
+            self.assertEqual(after, [])
+            self.assertRegex(cm.exception.message, "model_last.pt holds epoch 2[,;]")  # the step did not end
+            self.assertEqual(_load(os.path.join(tmp, "models", "model_last.pt"))["trainer"]["iterations_into_epoch"], 0)
 
 
 class TestRunTraining(unittest.TestCase):
@@ -380,6 +452,44 @@ class TestImages(unittest.TestCase):
             self.assertIn("Training stopped in epoch 2", msg)
             self.assertIn("model_last.pt holds epoch 1", msg)
             self.assertEqual(_load(os.path.join(tmp, "models", "model_last.pt"))["trainer"]["iteration"], 2)  # epoch 1
+
+    def test_unreadable_image_within_an_epoch_saves_there(self):
+        """Images that break after step 1 of epoch 2: the two-loader loop writes model_last.pt after that step; once
+        the images are back, --resume auto finishes the run from there."""
+        import shutil
+
+        with tempfile.TemporaryDirectory() as tmp:
+            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
+            backup = shutil.copytree(os.path.join(data, "train_images"), os.path.join(tmp, "backup"))
+            wf = initialized(workflow("aptos", ["train"], "train", bundle_root=tmp, dataset_dir=data, **RUN))
+            images = [it["image"] for it in wf.parser.get_parsed_content("datalists")["train"]]
+            steps = []
+
+            def corrupt(engine):
+                if engine.state.epoch == 2:
+                    steps.append(engine.state.iteration)
+                    if len(steps) == 1:
+                        for path in images:
+                            with open(path, "wb") as f:
+                                f.write(b"\x89PNG broken")
+
+            wf.trainer.add_event_handler(Events.ITERATION_COMPLETED, corrupt)
+            with self.assertRaises(SystemExit) as cm:
+                run(wf)
+            msg = str(cm.exception.code)
+            self.assertIn("Unreadable image", msg)
+            self.assertIn("model_last.pt holds epoch 1 and 1 step(s) of epoch 2", msg)
+            last = _load(os.path.join(tmp, "models", "model_last.pt"))
+            self.assertEqual((last["trainer"]["epochs_completed"], last["trainer"]["iterations_into_epoch"]), (1, 1))
+            shutil.rmtree(os.path.join(data, "train_images"))
+            shutil.copytree(backup, os.path.join(data, "train_images"))
+            again = initialized(
+                workflow("aptos", ["train"], "train", bundle_root=tmp, dataset_dir=data, resume="auto", **RUN)
+            )
+            metrics = record_metrics(again)
+            run(again)
+            self.assertEqual(sorted(metrics), [2, 3])
+            self.assertEqual(_load(os.path.join(tmp, "models", "model_final.pt"))["trainer"]["epochs_completed"], 3)
 
     def test_unreadable_image_with_workers_no_traceback(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -525,6 +525,21 @@ class TestTwoLoaderLoop(unittest.TestCase):
         for a, b in zip(weights(trainer), weights(resumed)):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
+    @parameterized.expand([["two_loader"], ["single"]])
+    def test_resumable_within_epoch(self, loop: str) -> None:
+        trainer = build("qmix", max_epochs=2, loop=loop)
+        seen = []
+        trainer.add_event_handler(
+            Events.ITERATION_COMPLETED,
+            lambda e: seen.append(
+                (e.state.iteration - e._epoch_start_iteration, e.state.epoch_length, e.resumable_within_epoch())
+            ),  # fmt: skip
+        )
+        trainer.run()
+        for within, length, ok in seen:  # two-loader: between two steps of an epoch only; single: never
+            self.assertEqual(ok, loop == "two_loader" and within < length, (within, length))
+        self.assertTrue(any(ok for *_, ok in seen) or loop == "single")
+
     def test_within_epoch_state_needs_the_loader_seeds(self) -> None:
         trainer = build("qmix", max_epochs=2)
         saved = {}
