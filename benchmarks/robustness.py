@@ -105,6 +105,7 @@ from monai_qmix.handlers.co_training_diagnostics import (
 )
 from monai_qmix.handlers.grading_metrics import grading_report, quadratic_weighted_kappa
 from monai_qmix.handlers.separation import FixedPartitionHandler, ground_truth_partition
+from monai_qmix.losses.sample_reweighing import SampleReweighingLoss
 from monai_qmix.losses.schedules import (
     DIVIDEMIX_PRESETS,
     QMIX_PRESETS,
@@ -771,12 +772,12 @@ def run_method(
         omega0 = qp.omega0 if args.omega0 is None else args.omega0
         lambda_c = qp.lambda_c if args.lambda_c is None else args.lambda_c
         omega = OmegaSchedule(omega0, args.epochs, args.warmup_epochs, args.omega_schedule)
-        kwargs.update(omega=omega, lambda_c=lambda_c)
+        kwargs.update(sample_loss=SampleReweighingLoss.for_loop(args.loop, omega=omega), lambda_c=lambda_c)
         hp = {"qmix_preset": name, "omega0": omega0, "omega_schedule": args.omega_schedule, "lambda_c": lambda_c}
         hp.update(mapping_rule=args.mapping_rule, gmm_per_class=args.gmm_per_class)
     elif method == "dividemix" and args.dividemix_preset != "none":
         dp = get_dividemix_preset(args.dividemix_preset)
-        kwargs.update(dp.trainer_kwargs())
+        kwargs.update(dp.trainer_kwargs(args.loop))
         trainer_sep_kwargs.update(kwargs.pop("separation_kwargs"))
         hp = {"dividemix_preset": args.dividemix_preset, **dp.as_dict()}
     if method == "dividemix" and args.dividemix_preset == "none":

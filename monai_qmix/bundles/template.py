@@ -372,6 +372,16 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
             "warmup_epochs": "$min(@warmup_epochs, @epochs)",
             "schedule": "$@omega_schedule if @epochs > @warmup_epochs else 'constant'",
         },
+        # the losses of the semi-supervised phase, configured as MONAI's loss_function (two-loader loop defaults:
+        # DivideMix's mean squared error over the rows and classes of the unlabelled loader, "loader" normalisation)
+        "sample_loss": {
+            "_target_": "monai_qmix.losses.SampleReweighingLoss",
+            "omega": "@omega",
+            "lambda_m": "@lambda_m",
+            "mis_h_loss": "mse_mean",
+            "normalization": "loader",
+        },
+        "contrastive_loss": {"_target_": "monai_qmix.losses.ContrastiveEnhancementLoss", "temperature": "@tau"},
         "train": {
             "deterministic_transforms": [
                 # PILReader + to_rgb (16-bit grey scaled by its depth); unreadable images are marked in
@@ -517,10 +527,9 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
                     "progress": "$@progress and not @is_not_rank0",
                     "output_dir": "$@output_dir + '/separation'",
                 },
-                "omega": "@omega",
+                "sample_loss": "@sample_loss",
+                "contrastive_loss": "@contrastive_loss",
                 "lambda_c": "$0.0 if @method != 'qmix' else @lambda_c",
-                "contrastive_temperature": "@tau",
-                "lambda_m": "@lambda_m",
                 "lambda_reg": "@lambda_reg",
                 "strong_views": "$1 if @method == 'standard' else 2",
                 "seed": "@seed",

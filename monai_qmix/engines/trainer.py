@@ -86,7 +86,6 @@ from monai_qmix.handlers.co_training_diagnostics import CoTrainingEvents
 from monai_qmix.handlers.separation import SampleSeparationHandler, SeparationEvents
 from monai_qmix.losses import (
     ContrastiveEnhancementLoss,
-    GroupNormalization,
     MisLTargetRule,
     OmegaSchedule,
     PriorRegularizationLoss,
@@ -195,28 +194,26 @@ class QMixTrainer(SupervisedTrainer):
         scoring_kwargs: extra arguments of :func:`~monai_qmix.separation.score_samples`.
         separation_handler_kwargs: extra arguments of the handler (e.g. ``output_dir``, ``noise_group``).
         loss_function: the warm-up / standard classification loss (default ``torch.nn.CrossEntropyLoss()``).
-        omega: Ω for Mis-L: an :class:`~monai_qmix.losses.OmegaSchedule` or a float (a constant Ω). Default
-            ``None``: ``OmegaSchedule(0.3, max_epochs, warmup_epochs, "linear")``, the schedule of the bundles
-            (constant 0.3 when ``max_epochs <= warmup_epochs``).
+        sample_loss: the configured :class:`~monai_qmix.losses.SampleReweighingLoss` of the semi-supervised phase
+            (Ω(t) of Mis-L, λ_m of Mis-H, the Mis-H loss, the group normalisation), as MONAI's ``loss_function``.
+            Default ``None``: ``SampleReweighingLoss.for_loop(loop, omega=OmegaSchedule(0.3, max_epochs,
+            warmup_epochs, "linear"))``, the bundles' setting: λ_m 1, ``mse_mean`` with ``"loader"`` normalisation
+            for the two-loader loop (labelled and unlabelled rows each averaged over their own count), ``mse`` with
+            ``"batch"`` for ``loop="single"`` (Ω constant 0.3 when ``max_epochs <= warmup_epochs``). Its
+            ``lambda_m`` is the maximum of the ``lambda_m_rampup`` ramp (the trainer sets the current value on it
+            at every step). ``"group"`` normalisation gives the few samples of a group that is small in a batch a
+            weight up to B times larger; when a partition is unbalanced across classes this collapses the networks
+            onto the classes of the Correct group within one epoch.
+        contrastive_loss: the configured :class:`~monai_qmix.losses.ContrastiveEnhancementLoss` (default ``None``:
+            τ = 0.07); its weight is ``lambda_c``.
         lambda_c: weight λ_c of the contrastive enhancement loss (0 switches it and the projector off).
-        lambda_m: weight λ_m of the Mis-H term (DivideMix's λ_u).
-        lambda_m_rampup: epochs of a linear ramp-up of λ_m after warm-up (0 = none, QMix default; DivideMix 16).
-        mis_h_loss: ``"mse_mean"`` (mean over classes, DivideMix), ``"mse"`` (sum over classes) or ``"ce"``; default
-            ``None``: ``"mse_mean"`` for the two-loader loop, ``"mse"`` for ``loop="single"``.
-        group_normalization: denominator of the SSL group terms (see
-            :class:`~monai_qmix.losses.SampleReweighingLoss`); default ``None``: ``"loader"`` for the two-loader
-            loop (labelled rows and unlabelled rows each averaged over their own count), ``"batch"`` for
-            ``loop="single"`` (every sample weighs ``coef_g / B``), or ``"group"`` (each group averaged over its
-            own count in the batch). ``"group"`` gives the few samples of a group that is small in
-            a batch a weight up to B times larger; when a partition is unbalanced across classes (e.g. after a short
-            warm-up the Correct group holds only the classes the network is already sure of) this collapses the
-            networks onto those classes within one epoch.
+        lambda_m_rampup: epochs of a linear ramp-up of ``sample_loss.lambda_m`` after warm-up (0 = none, QMix
+            default; DivideMix 16).
         lambda_reg: weight of the prior regulariser (0 switches it off).
         prior: ``"class_prior"`` (the given labels' distribution, taken from the separation result), ``"uniform"``,
             ``"off"`` or a sequence of class probabilities; default per method: qmix ``class_prior``, dividemix
             ``uniform``, standard ``off``.
         sharpen_temperature: sharpening T of co-refinement / co-guessing / pseudo-labels (0.5).
-        contrastive_temperature: τ of the contrastive loss (0.07).
         mis_l_target: Mis-L target rule, see :class:`~monai_qmix.losses.MisLTargetRule`.
         mixmatch: MixMatch interpolation of the strong views and targets; default off for qmix, on for dividemix.
         mixup_alpha: Beta(α, α) of MixMatch.
@@ -293,16 +290,13 @@ class QMixTrainer(SupervisedTrainer):
         scoring_kwargs: Mapping[str, Any] | None = None,
         separation_handler_kwargs: Mapping[str, Any] | None = None,
         loss_function: Callable | None = None,
-        omega: float | OmegaSchedule | None = None,
+        sample_loss: SampleReweighingLoss | None = None,
+        contrastive_loss: ContrastiveEnhancementLoss | None = None,
         lambda_c: float = 0.0,
-        lambda_m: float = 1.0,
         lambda_m_rampup: int = 0,
-        mis_h_loss: str | None = None,
-        group_normalization: str | None = None,
         lambda_reg: float = 1.0,
         prior: str | Sequence[float] | None = None,
         sharpen_temperature: float = 0.5,
-        contrastive_temperature: float = 0.07,
         mis_l_target: str = MisLTargetRule.POSTERIOR_REFINE,
         mixmatch: bool | None = None,
         mixup_alpha: float = 4.0,
@@ -345,10 +339,12 @@ class QMixTrainer(SupervisedTrainer):
                 f"epoch_length must be None for loop='two_loader' (each epoch has the steps of its two passes), "
                 f"got {epoch_length!r}; pass loop='single' for a fixed epoch_length."
             )
-        if mis_h_loss is None:
-            mis_h_loss = "mse_mean" if two_loader else "mse"
-        if group_normalization is None:
-            group_normalization = GroupNormalization.LOADER if two_loader else GroupNormalization.BATCH
+        for name, obj, cls in (
+            ("sample_loss", sample_loss, SampleReweighingLoss),
+            ("contrastive_loss", contrastive_loss, ContrastiveEnhancementLoss),
+        ):
+            if obj is not None and not isinstance(obj, cls):
+                raise TypeError(f"{name}: expected a {cls.__name__} or None, got {type(obj).__name__}.")
         if two_nets and (network_b is None or optimizer_b is None):
             raise ValueError(f"network_b and optimizer_b are required for method={self.method!r}, got None.")
         if not two_nets and (network_b is not None or optimizer_b is not None):
@@ -416,23 +412,19 @@ class QMixTrainer(SupervisedTrainer):
         self.mis_l_target = MisLTargetRule(choose_option(mis_l_target, MisLTargetRule, "mis_l_target"))
         self.lambda_c = float(lambda_c)
         self.lambda_reg = float(lambda_reg)
-        self.lambda_m = float(lambda_m)
         self.lambda_m_rampup = int(lambda_m_rampup)
         self.mixmatch = (self.method == TrainingMethod.DIVIDEMIX) if mixmatch is None else bool(mixmatch)
         self.mixup_alpha = float(mixup_alpha)
-        if omega is None:  # the bundles' schedule: linear decay of Omega(0) = 0.3 after the warm-up
+        if sample_loss is None:  # the bundles' schedule: linear decay of Omega(0) = 0.3 after the warm-up
             omega = (
                 OmegaSchedule(0.3, int(max_epochs), self.warmup_epochs, "linear")
                 if int(max_epochs) > self.warmup_epochs
                 else 0.3
             )
-        self.sample_loss = SampleReweighingLoss(
-            lambda_m=lambda_m,
-            mis_h_loss=mis_h_loss,
-            omega=omega,
-            normalization=choose_option(group_normalization, GroupNormalization, "group_normalization"),
-        )
-        self.contrastive_loss = ContrastiveEnhancementLoss(temperature=contrastive_temperature)
+            sample_loss = SampleReweighingLoss.for_loop(self.loop.value, omega=omega)
+        self.sample_loss = sample_loss
+        self.lambda_m = float(sample_loss.lambda_m)  # the maximum of the ramp; the current value is set per step
+        self.contrastive_loss = contrastive_loss if contrastive_loss is not None else ContrastiveEnhancementLoss()
         self.prior = self._resolve_prior(prior)
         self.prior_loss: PriorRegularizationLoss | None = (
             PriorRegularizationLoss(self.prior) if isinstance(self.prior, torch.Tensor) else None

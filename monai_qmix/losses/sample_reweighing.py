@@ -136,6 +136,32 @@ class SampleReweighingLoss(_Loss):
             self.omega = check_non_negative("omega", omega)
         self.last_terms: dict[str, torch.Tensor] = {}
 
+    #: ``mis_h_loss`` and ``normalization`` of :meth:`for_loop` per co-training loop of
+    #: :class:`~monai_qmix.engines.QMixTrainer`: DivideMix's ``torch.mean`` over the two loaders' rows, or the former
+    #: single loop's sum over classes with every group divided by the batch size.
+    LOOP_DEFAULTS: dict[str, dict[str, str]] = {
+        "two_loader": {"mis_h_loss": "mse_mean", "normalization": "loader"},
+        "single": {"mis_h_loss": "mse", "normalization": "batch"},
+    }
+
+    @classmethod
+    def for_loop(cls, loop: str = "two_loader", **kwargs: Any) -> SampleReweighingLoss:
+        """The loss with the ``mis_h_loss`` / ``normalization`` defaults of a :class:`QMixTrainer` loop.
+
+        Args:
+            loop: ``"two_loader"`` (the trainer's default: ``mse_mean``, ``loader``) or ``"single"`` (``mse``,
+                ``batch``).
+            kwargs: any other argument of the constructor (``omega``, ``lambda_m``, ...); an explicit
+                ``mis_h_loss`` or ``normalization`` overrides the loop's.
+
+        Raises:
+            ValueError: for an unknown ``loop``.
+        """
+        loop = str(loop)
+        if loop not in cls.LOOP_DEFAULTS:
+            raise ValueError(f"loop: expected one of {sorted(cls.LOOP_DEFAULTS)}, got {loop!r}.")
+        return cls(**{**cls.LOOP_DEFAULTS[loop], **kwargs})
+
     def resolve_omega(self, epoch: float | None = None, omega: float | None = None) -> float:
         """Ω used by :meth:`forward`: the explicit ``omega``, else the schedule at ``epoch``, else the constant.
 

@@ -256,7 +256,7 @@ class DivideMixPreset:
     """Hyper-parameters of official DivideMix (github ``LiJunnan1992/DivideMix``) for ``method="dividemix"``.
 
     Attributes:
-        lambda_u: λ_u, the weight of the unlabelled MSE term (the trainer's ``lambda_m``).
+        lambda_u: λ_u, the weight of the unlabelled MSE term (``SampleReweighingLoss.lambda_m``).
         lambda_u_rampup: epochs of the linear ramp of λ_u after the warm-up (0 = none).
         mixup_alpha: α of MixMatch's Beta(α, α).
         sharpen_temperature: T of co-refinement / co-guessing.
@@ -280,18 +280,24 @@ class DivideMixPreset:
         """The preset as a plain dict (for configs and logs)."""
         return asdict(self)
 
-    def trainer_kwargs(self) -> dict:
+    def trainer_kwargs(self, loop: str = "two_loader") -> dict:
         """Keyword arguments of :class:`~monai_qmix.engines.QMixTrainer` (``method="dividemix"``) for this preset.
 
-        ``separation_kwargs`` holds only ``p_threshold``; merge further separation options into it.
+        ``sample_loss`` is the preset's :class:`~monai_qmix.losses.SampleReweighingLoss` (λ_m = λ_u, the preset's
+        ``mis_h_loss``, the group normalisation of ``loop``); ``separation_kwargs`` holds only ``p_threshold``;
+        merge further separation options into it.
+
+        Args:
+            loop: the trainer's ``loop`` (``"two_loader"`` or ``"single"``).
         """
+        from .sample_reweighing import SampleReweighingLoss  # the loss module imports this one
+
         return {
-            "lambda_m": self.lambda_u,
+            "sample_loss": SampleReweighingLoss.for_loop(loop, lambda_m=self.lambda_u, mis_h_loss=self.mis_h_loss),
             "lambda_m_rampup": self.lambda_u_rampup,
             "mixmatch": True,
             "mixup_alpha": self.mixup_alpha,
             "sharpen_temperature": self.sharpen_temperature,
-            "mis_h_loss": self.mis_h_loss,
             "prior": self.prior,
             "separation_kwargs": {"p_threshold": self.p_threshold},
         }

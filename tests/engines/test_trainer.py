@@ -26,7 +26,7 @@ from torch import nn
 
 from monai_qmix.engines.trainer import QMixTrainer
 from monai_qmix.handlers import FixedPartitionHandler, SeparationEvents, ground_truth_partition
-from monai_qmix.losses import OmegaSchedule
+from monai_qmix.losses import OmegaSchedule, SampleReweighingLoss
 from monai_qmix.networks import QMixNet
 from monai_qmix.separation import SeparationResult
 from monai_qmix.transforms.augment import MultiViewd, RandGrayscale
@@ -327,7 +327,18 @@ class TestQMixTrainer(unittest.TestCase):
         self.assertIsInstance(omega, OmegaSchedule)
         self.assertEqual((omega.omega0, omega.max_epochs, omega.warmup_epochs), (0.3, 5, 1))
         self.assertEqual(omega.schedule, "linear")
-        self.assertEqual(build("qmix", max_epochs=5, omega=0.2).sample_loss.omega, 0.2)  # a constant stays possible
+        constant = SampleReweighingLoss.for_loop("two_loader", omega=0.2)  # a constant stays possible
+        self.assertIs(build("qmix", max_epochs=5, sample_loss=constant).sample_loss, constant)
+        self.assertEqual(constant.omega, 0.2)
+        two, single = build("qmix", max_epochs=5).sample_loss, build("qmix", max_epochs=5, loop="single").sample_loss
+        self.assertEqual((two.mis_h_loss, two.normalization), ("mse_mean", "loader"))
+        self.assertEqual((single.mis_h_loss, single.normalization), ("mse", "batch"))
+        with self.assertRaisesRegex(TypeError, "sample_loss: expected a SampleReweighingLoss"):
+            build("qmix", max_epochs=5, sample_loss=torch.nn.MSELoss())
+        with self.assertRaisesRegex(TypeError, "contrastive_loss: expected a ContrastiveEnhancementLoss"):
+            build("qmix", max_epochs=5, contrastive_loss=0.07)
+        with self.assertRaisesRegex(ValueError, "loop: expected one of"):
+            SampleReweighingLoss.for_loop("double")
 
     def test_missing_separation_source(self) -> None:
         net, net_b = tiny_net(), tiny_net()
@@ -441,7 +452,8 @@ class TestTwoLoaderLoop(unittest.TestCase):
         self.assertGreater(checked["B"], 2)
 
     def test_logged_terms_add_up(self) -> None:
-        trainer = build("qmix", max_epochs=2, lambda_c=0.05, lambda_m=2.0, decollate=False)
+        sample_loss = SampleReweighingLoss.for_loop("two_loader", lambda_m=2.0)
+        trainer = build("qmix", max_epochs=2, lambda_c=0.05, sample_loss=sample_loss, decollate=False)
         self.inject(trainer)
         rows = []
         trainer.add_event_handler(
@@ -553,7 +565,8 @@ class TestTwoLoaderLoop(unittest.TestCase):
             build("qmix", max_epochs=2).load_state_dict(saved)
 
     def test_lambda_m_ramp_is_fractional(self) -> None:
-        trainer = build("dividemix", max_epochs=3, lambda_m=16.0, lambda_m_rampup=16, decollate=False)
+        sample_loss = SampleReweighingLoss.for_loop("two_loader", lambda_m=16.0)
+        trainer = build("dividemix", max_epochs=3, sample_loss=sample_loss, lambda_m_rampup=16, decollate=False)
         lams = []
         trainer.add_event_handler(
             Events.ITERATION_COMPLETED,
@@ -646,7 +659,11 @@ def collapse_setup(
         warmup_epochs=4,
         separation_loader=DataLoader(Dataset(items), batch_size=100),
         separation_handler_kwargs={"noise_group": truth, "progress": False},
-        group_normalization=group_normalization,
+        sample_loss=None
+        if group_normalization is None
+        else SampleReweighingLoss.for_loop(
+            loop, omega=OmegaSchedule(0.3, 6, 4, "linear"), normalization=group_normalization
+        ),
         loop=loop,
         decollate=False,
     )

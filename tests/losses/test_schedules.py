@@ -117,7 +117,9 @@ class TestDivideMixPresets(unittest.TestCase):
         for p in (cifar, real):
             self.assertEqual((p.mis_h_loss, p.prior), ("mse_mean", "uniform"))
         kw = cifar.trainer_kwargs()
-        self.assertEqual(kw["lambda_m"], 25.0)
+        self.assertEqual(kw["sample_loss"].lambda_m, 25.0)
+        self.assertEqual((kw["sample_loss"].mis_h_loss, kw["sample_loss"].normalization), ("mse_mean", "loader"))
+        self.assertEqual(cifar.trainer_kwargs("single")["sample_loss"].normalization, "batch")
         self.assertEqual(kw["lambda_m_rampup"], 16)
         self.assertTrue(kw["mixmatch"])
         self.assertEqual(kw["separation_kwargs"], {"p_threshold": 0.5})
