@@ -1068,38 +1068,63 @@ class QMixTrainer(SupervisedTrainer):
     def _two_loader_step(self, engine: QMixTrainer, step: Mapping[str, Any]) -> dict:
         """One optimiser step of network ``step["network"]`` on B labelled + B unlabelled samples.
 
-        Phases: separate (the rows' groups from the partner's partition) → targets (no grad, partner fixed) →
-        forward of the strong views with gradient (optional MixMatch over all rows) → losses (``L_x`` mean over
-        the labelled rows, ``λ_m·L_u`` mean over the unlabelled rows and classes, + λ_c·contrastive on the
-        labelled rows' projections + λ_reg·prior over all rows) → backward and step of this network only.
+        Phases, as in the paper's figure: separate (the rows' groups from the partner's partition) → targets (no
+        grad, partner fixed) → forward of the strong views with gradient (optional MixMatch over all rows) →
+        losses (``L_x`` mean over the labelled rows, ``λ_m·L_u`` mean over the unlabelled rows and classes, +
+        λ_c·contrastive on the labelled rows' projections + λ_reg·prior over all rows) → backward and step of
+        this network only.
         """
-        epoch = int(engine.state.epoch)
         k = step["network"]
-        i, s = _NETS.index(k), k.lower()
-        net, opt = self.networks[i], self.optimizers[i]
-        v = self.strong_views
         lab, unl = self._inputs(engine, step["labelled"]), self._inputs(engine, step["unlabelled"])
-        # 1. separate: groups of the rows
+        present = self._separate_step(engine, k, lab, unl)
+        targets, groups, weight = self._step_targets(engine, k, lab, unl, present)
+        out, batch = self._forward_strong(engine, k, present, targets, groups, weight)
+        total = self._step_losses(engine, k, step, out, batch, lab, weight)
+        self._backward_and_step(engine, [total], [self.optimizers[_NETS.index(k)]])
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+    def _separate_step(
+        self, engine: QMixTrainer, k: str, lab: dict[str, Any] | None, unl: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """1. Separate: the groups of the step's rows in the partner's partition; returns the loaders' rows."""
         for rows, role in ((lab, "labelled"), (unl, "unlabelled")):
             if rows is not None:
                 rows["groups"] = self._separate_rows(engine, k, rows, role)
         present = [r for r in (lab, unl) if r is not None]
         main = present[0]
         engine.state.output = {Keys.IMAGE: main["strong"][: main["b"]], Keys.LABEL: main["y"]}
-        # 2. targets
+        return present
+
+    def _step_targets(
+        self,
+        engine: QMixTrainer,
+        k: str,
+        lab: dict[str, Any] | None,
+        unl: dict[str, Any] | None,
+        present: list[dict[str, Any]],
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """2. Targets (co-refined, co-guessed, pseudo-labels; published), the rows' groups and weights."""
         pred, targets = self._targets(engine, k, lab, unl)
         engine.state.output[Keys.PRED] = pred
         groups = torch.cat([r["groups"] for r in present])
-        self._publish_targets(
-            engine,
-            k,
-            torch.cat([r["index"] for r in present]),
-            torch.cat([r["y"] for r in present]),
-            groups,
-            torch.cat(targets),
-        )
-        weight = self._row_weights(k, groups)
-        # 3. forward with gradient (rows: labelled views, then unlabelled views)
+        index, given = torch.cat([r["index"] for r in present]), torch.cat([r["y"] for r in present])
+        self._publish_targets(engine, k, index, given, groups, torch.cat(targets))
+        return targets, groups, self._row_weights(k, groups)
+
+    def _forward_strong(
+        self,
+        engine: QMixTrainer,
+        k: str,
+        present: list[dict[str, Any]],
+        targets: list[torch.Tensor],
+        groups: torch.Tensor,
+        weight: torch.Tensor,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """3. The strong views of all rows through network ``k`` with gradient (labelled views, then unlabelled),
+        with the per-view targets, groups and weights (MixMatch-interpolated when ``mixmatch``)."""
+        i, v = _NETS.index(k), self.strong_views
+        net, opt = self.networks[i], self.optimizers[i]
         net.train()
         opt.zero_grad(set_to_none=engine.optim_set_to_none)
         x = torch.cat([r["strong"] for r in present])
@@ -1109,22 +1134,34 @@ class QMixTrainer(SupervisedTrainer):
         ww = torch.cat([w.repeat(v) for w in torch.split(weight, sizes)])
         if self.mixmatch:
             x, t, _, _ = mixup(x, t, alpha=self.mixup_alpha, generator=self.mix_generator)
-        with_proj = self.lambda_c > 0
         with self._autocast():
             out = (
                 self._forwards[k]["all"](x, with_projection=True)
-                if with_proj
+                if self.lambda_c > 0
                 else {"logits": self._forwards[k]["logits"](x)}
             )
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
-        # 4. losses
+        return out, {"targets": t, "groups": gg, "weights": ww}
+
+    def _step_losses(
+        self,
+        engine: QMixTrainer,
+        k: str,
+        step: Mapping[str, Any],
+        out: dict[str, torch.Tensor],
+        batch: dict[str, torch.Tensor],
+        lab: dict[str, Any] | None,
+        weight: torch.Tensor,
+    ) -> torch.Tensor:
+        """4. Losses: ``sample_loss`` + λ_c · ``contrastive_loss`` (labelled rows) + λ_reg · prior; logged terms."""
+        epoch, s, v = int(engine.state.epoch), k.lower(), self.strong_views
         logits = out["logits"].float()
         self.sample_loss.lambda_m = self._lambda_m_at(epoch, step)
-        ssl = self.sample_loss(logits, t, gg, epoch=epoch, weight=ww)
+        ssl = self.sample_loss(logits, batch["targets"], batch["groups"], epoch=epoch, weight=batch["weights"])
         terms_log = dict(self.sample_loss.last_terms)
         terms = {"ssl": ssl}
         total = ssl
-        if with_proj:
+        if self.lambda_c > 0:
             terms["con"] = logits.new_zeros(())
             sel = (weight[: lab["b"]] > 0) if lab is not None else None
             if sel is not None and int(sel.sum()) >= 2:
@@ -1147,10 +1184,7 @@ class QMixTrainer(SupervisedTrainer):
         o["omega"] = terms_log["omega"]
         o["lambda_m"] = torch.tensor(self.sample_loss.lambda_m)
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        # 5. backward + this network's optimiser step
-        self._backward_and_step(engine, [total], [opt])
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        return engine.state.output
+        return total
 
     def _lambda_m_at(self, epoch: int, step: Mapping[str, Any]) -> float:
         """λ_m at a step: DivideMix's ramp ``clip((e + i/n − T_w)/ramp)`` on the fractional 0-based epoch."""
