@@ -52,13 +52,38 @@ def run(wf) -> None:
 
 
 class TestResume(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        """One dataset and one uninterrupted reference run for every test of the class."""
+        cls._tmp = tempfile.TemporaryDirectory()
+        cls.data = make_dataset("aptos", os.path.join(cls._tmp.name, "data"), n=16, size=32)
+        cls.ref_root = os.path.join(cls._tmp.name, "ref")
+        ref = initialized(workflow("aptos", ["train"], "train", bundle_root=cls.ref_root, dataset_dir=cls.data, **RUN))
+        cls.ref_metrics = record_metrics(ref)
+        run(ref)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls._tmp.cleanup()
+
+    def resume_equals_uninterrupted(self, root: str, ref_root: str, data: str, first: dict, ref_metrics: dict) -> None:
+        """``--resume auto`` in ``root`` runs epoch 3 only; metrics and final weights equal the run in ``ref_root``."""
+        again = initialized(
+            workflow("aptos", ["train"], "train", bundle_root=root, dataset_dir=data, resume="auto", **RUN)
+        )
+        second = record_metrics(again)
+        run(again)
+        self.assertEqual(sorted(first), [1, 2])
+        self.assertEqual(sorted(second), [3])
+        self.assertEqual({**first, **second}, ref_metrics)
+        final, ref_final = (_load(os.path.join(r, "models", "model_final.pt")) for r in (root, ref_root))
+        for net in ("network_a", "network_b"):
+            for k, v in ref_final[net].items():
+                torch.testing.assert_close(final[net][k], v, rtol=0, atol=0)
+
     def test_interrupt_then_resume_equals_uninterrupted(self):
         with tempfile.TemporaryDirectory() as tmp:
-            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
-            ref_root, root = os.path.join(tmp, "ref"), os.path.join(tmp, "run")
-            ref = initialized(workflow("aptos", ["train"], "train", bundle_root=ref_root, dataset_dir=data, **RUN))
-            ref_metrics = record_metrics(ref)
-            run(ref)
+            data, ref_root, root, ref_metrics = self.data, self.ref_root, os.path.join(tmp, "run"), self.ref_metrics
             self.assertEqual(sorted(ref_metrics), [1, 2, 3])
 
             # the same run, interrupted (Ctrl-C) in the middle of epoch 3
@@ -89,17 +114,8 @@ class TestResume(unittest.TestCase):
             self.assertEqual(last["trainer"]["iteration"], seen["end_of_epoch_2"])  # epoch 2, complete
             self.assertFalse(os.path.exists(os.path.join(root, "models", "model_final.pt")))
 
-            # resume: epoch 3 only, with the same metrics as the uninterrupted run
-            again = initialized(
-                workflow("aptos", ["train"], "train", bundle_root=root, dataset_dir=data, resume="auto", **RUN)
-            )
-            second = record_metrics(again)
-            run(again)
-            self.assertEqual(sorted(first), [1, 2])
-            self.assertEqual(sorted(second), [3])
-            self.assertEqual({**first, **second}, ref_metrics)
-            for k, v in _load(os.path.join(ref_root, "models", "model_final.pt"))["network_a"].items():
-                torch.testing.assert_close(_load(os.path.join(root, "models", "model_final.pt"))["network_a"][k], v)
+            # resume: epoch 3 only, with the same metrics and weights as the uninterrupted run
+            self.resume_equals_uninterrupted(root, ref_root, data, first, ref_metrics)
             # model.pt holds the best epoch of the whole run (first maximum of the key metric)
             qwk = [ref_metrics[e]["val_qwk"] for e in (1, 2, 3)]
             best = _load(os.path.join(root, "models", "model.pt"))[SAVER_KEY]
@@ -111,12 +127,7 @@ class TestResume(unittest.TestCase):
         """A real SIGINT during a step (or a batch fetch) of epoch 3: the run stops at the end of that step, writes
         model_last.pt there (two-loader loop), and the resumed run equals the uninterrupted one."""
         with tempfile.TemporaryDirectory() as tmp:
-            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
-            ref_root, root = os.path.join(tmp, "ref"), os.path.join(tmp, "run")
-            ref = initialized(workflow("aptos", ["train"], "train", bundle_root=ref_root, dataset_dir=data, **RUN))
-            ref_metrics = record_metrics(ref)
-            run(ref)
-
+            data, ref_root, root, ref_metrics = self.data, self.ref_root, os.path.join(tmp, "run"), self.ref_metrics
             wf = initialized(workflow("aptos", ["train"], "train", bundle_root=root, dataset_dir=data, **RUN))
             first = record_metrics(wf)
             seen = {"in_epoch_3": 0, "length": None}
@@ -140,18 +151,7 @@ class TestResume(unittest.TestCase):
             self.assertEqual(last["trainer"]["iterations_into_epoch"], steps)
             self.assertIs(signal.getsignal(signal.SIGINT), signal.default_int_handler)  # restored
 
-            again = initialized(
-                workflow("aptos", ["train"], "train", bundle_root=root, dataset_dir=data, resume="auto", **RUN)
-            )
-            second = record_metrics(again)
-            run(again)
-            self.assertEqual(sorted(first), [1, 2])
-            self.assertEqual(sorted(second), [3])
-            self.assertEqual({**first, **second}, ref_metrics)
-            final, ref_final = (_load(os.path.join(r, "models", "model_final.pt")) for r in (root, ref_root))
-            for net in ("network_a", "network_b"):
-                for k, v in ref_final[net].items():
-                    torch.testing.assert_close(final[net][k], v, rtol=0, atol=0)
+            self.resume_equals_uninterrupted(root, ref_root, data, first, ref_metrics)
             with open(os.path.join(root, "eval", "training_curves.csv")) as f:  # the rows of epochs 1-2 were kept
                 self.assertEqual([r["epoch"] for r in csv.DictReader(f)], ["1", "2", "3"])
             with open(os.path.join(root, "eval", "diagnostics", "co_training_diagnostics.csv")) as f:
@@ -159,8 +159,7 @@ class TestResume(unittest.TestCase):
 
     def test_second_sigint_stops_at_once(self):
         with tempfile.TemporaryDirectory() as tmp:
-            data = make_dataset("aptos", os.path.join(tmp, "data"), n=16, size=32)
-            wf = initialized(workflow("aptos", ["train"], "train", bundle_root=tmp, dataset_dir=data, **RUN))
+            wf = initialized(workflow("aptos", ["train"], "train", bundle_root=tmp, dataset_dir=self.data, **RUN))
             after = []
 
             def interrupt(engine):
