@@ -798,7 +798,7 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
         raise interrupted("SIGTERM" if isinstance(e, TrainingInterrupted) else "SIGINT") from None
     except Exception as e:
         bad = _unreadable(e)
-        if bad is None and main and stop.pending is not None:
+        if bad is None and main and stop.pending is not None and stop.phase == "fetch":
             # a deferred signal, then a failed fetch: e.g. DataLoader workers killed by the terminal's Ctrl-C
             stop.after_exception()
             raise interrupted(stop.pending) from None
