@@ -795,35 +795,19 @@ class QMixTrainer(SupervisedTrainer):
         totals = []
         for k in _NETS:
             t, gg, ww = inputs[k]
-            logits = outputs[k]["logits"].float()
-            ssl = self.sample_loss(logits, t, gg, epoch=epoch, weight=ww)
-            terms_log = dict(self.sample_loss.last_terms)
-            terms = {"ssl": ssl}
-            total = ssl
-            if with_proj:
-                groups = plan[k][0]
-                sel = ((groups == CORRECT) | (groups == MIS_L)) & (plan[k][2] > 0)
-                if int(sel.sum()) >= 2:
-                    proj = outputs[k]["projection"].float().reshape(v, b, -1).transpose(0, 1)
-                    terms["con"] = self.contrastive_loss(proj[sel], y[sel], groups[sel] == MIS_L)
-                    total = total + self.lambda_c * terms["con"]
-                else:
-                    self.skipped[f"con_{k.lower()}"] = self.skipped.get(f"con_{k.lower()}", 0) + 1
-                    terms["con"] = logits.new_zeros(())
-            if self.prior_loss is not None and self.lambda_reg > 0:
-                terms["reg"] = self.prior_loss(logits)
-                total = total + self.lambda_reg * terms["reg"]
-            terms["total"] = total
-            self._check_finite(engine, terms, k)
+            groups, weight = plan[k][0], plan[k][2]
+
+            def contrast(k: str = k, groups: torch.Tensor = groups, weight: torch.Tensor = weight) -> Any:
+                sel = ((groups == CORRECT) | (groups == MIS_L)) & (weight > 0)
+                if int(sel.sum()) < 2:
+                    return None
+                proj = outputs[k]["projection"].float().reshape(v, b, -1).transpose(0, 1)
+                return proj[sel], y[sel], groups[sel] == MIS_L
+
+            batch = {"targets": t, "groups": gg, "weights": ww}
+            total, terms, terms_log = self._network_loss(engine, k, outputs[k]["logits"].float(), batch, contrast)
             totals.append(total)
-            s = k.lower()
-            out = engine.state.output
-            out[f"loss_{s}"] = total.detach()
-            for name in ("correct", "mis_h", "mis_l", "n_correct", "n_mis_h", "n_mis_l"):
-                out[f"{name}_{s}"] = terms_log[name]
-            out[f"con_{s}"] = terms.get("con", logits.new_zeros(())).detach()
-            out[f"reg_{s}"] = terms.get("reg", logits.new_zeros(())).detach()
-            out["omega"] = terms_log["omega"]
+            self._log_terms(engine.state.output, k.lower(), total, terms, terms_log)
         engine.state.output["lambda_m"] = torch.tensor(self.sample_loss.lambda_m)
         engine.state.output[Keys.LOSS] = torch.stack([t.detach() for t in totals]).mean()
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
@@ -1155,36 +1139,76 @@ class QMixTrainer(SupervisedTrainer):
     ) -> torch.Tensor:
         """4. Losses: ``sample_loss`` + λ_c · ``contrastive_loss`` (labelled rows) + λ_reg · prior; logged terms."""
         epoch, s, v = int(engine.state.epoch), k.lower(), self.strong_views
-        logits = out["logits"].float()
+
+        def contrast() -> tuple[torch.Tensor, ...] | None:
+            sel = (weight[: lab["b"]] > 0) if lab is not None else None
+            if sel is None or int(sel.sum()) < 2:
+                return None
+            proj = out["projection"].float()[: v * lab["b"]].reshape(v, lab["b"], -1).transpose(0, 1)
+            return proj[sel], lab["y"][sel], lab["groups"][sel] == MIS_L
+
         self.sample_loss.lambda_m = self._lambda_m_at(epoch, step)
-        ssl = self.sample_loss(logits, batch["targets"], batch["groups"], epoch=epoch, weight=batch["weights"])
+        total, terms, terms_log = self._network_loss(engine, k, out["logits"].float(), batch, contrast)
+        o = engine.state.output
+        o[Keys.LOSS] = total.detach()
+        self._log_terms(o, s, total, terms, terms_log, ("lx", "lu"))
+        o["lambda_m"] = torch.tensor(self.sample_loss.lambda_m)
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        return total
+
+    def _network_loss(
+        self,
+        engine: QMixTrainer,
+        k: str,
+        logits: torch.Tensor,
+        batch: Mapping[str, torch.Tensor],
+        contrast: Callable[[], tuple[torch.Tensor, ...] | None],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Network ``k``'s loss: ``sample_loss`` + λ_c · ``contrastive_loss(*contrast())`` (skipped and counted
+        when ``contrast()`` is ``None``: fewer than 2 rows) + λ_reg · prior; checked finite.
+
+        Returns:
+            the total, the terms (``ssl``, ``con``, ``reg``, ``total``) and the sample loss's ``last_terms``.
+        """
+        ssl = self.sample_loss(
+            logits, batch["targets"], batch["groups"], epoch=engine.state.epoch, weight=batch["weights"]
+        )
         terms_log = dict(self.sample_loss.last_terms)
         terms = {"ssl": ssl}
         total = ssl
         if self.lambda_c > 0:
-            terms["con"] = logits.new_zeros(())
-            sel = (weight[: lab["b"]] > 0) if lab is not None else None
-            if sel is not None and int(sel.sum()) >= 2:
-                proj = out["projection"].float()[: v * lab["b"]].reshape(v, lab["b"], -1).transpose(0, 1)
-                terms["con"] = self.contrastive_loss(proj[sel], lab["y"][sel], lab["groups"][sel] == MIS_L)
+            rows = contrast()
+            if rows is not None:
+                terms["con"] = self.contrastive_loss(*rows)
                 total = total + self.lambda_c * terms["con"]
             else:
-                self.skipped[f"con_{s}"] = self.skipped.get(f"con_{s}", 0) + 1
+                s = f"con_{k.lower()}"
+                self.skipped[s] = self.skipped.get(s, 0) + 1
+                terms["con"] = logits.new_zeros(())
         if self.prior_loss is not None and self.lambda_reg > 0:
             terms["reg"] = self.prior_loss(logits)
             total = total + self.lambda_reg * terms["reg"]
         terms["total"] = total
         self._check_finite(engine, terms, k)
-        o = engine.state.output
-        o[Keys.LOSS] = o[f"loss_{s}"] = total.detach()
-        for name in ("correct", "mis_h", "mis_l", "n_correct", "n_mis_h", "n_mis_l", "lx", "lu"):
+        return total, terms, terms_log
+
+    @staticmethod
+    def _log_terms(
+        o: dict[str, Any],
+        s: str,
+        total: torch.Tensor,
+        terms: Mapping[str, torch.Tensor],
+        terms_log: Mapping[str, torch.Tensor],
+        extra: Sequence[str] = (),
+    ) -> None:
+        """Network ``s``'s loss terms into ``engine.state.output`` (``loss_a``, ``correct_a``, ..., ``omega``)."""
+        o[f"loss_{s}"] = total.detach()
+        for name in ("correct", "mis_h", "mis_l", "n_correct", "n_mis_h", "n_mis_l", *extra):
             o[f"{name}_{s}"] = terms_log[name]
-        o[f"con_{s}"] = terms.get("con", logits.new_zeros(())).detach()
-        o[f"reg_{s}"] = terms.get("reg", logits.new_zeros(())).detach()
+        zero = total.new_zeros(())
+        o[f"con_{s}"] = terms.get("con", zero).detach()
+        o[f"reg_{s}"] = terms.get("reg", zero).detach()
         o["omega"] = terms_log["omega"]
-        o["lambda_m"] = torch.tensor(self.sample_loss.lambda_m)
-        engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        return total
 
     def _lambda_m_at(self, epoch: int, step: Mapping[str, Any]) -> float:
         """λ_m at a step: DivideMix's ramp ``clip((e + i/n − T_w)/ramp)`` on the fractional 0-based epoch."""
