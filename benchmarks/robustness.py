@@ -1357,7 +1357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{g} {sum(it['noise_group'] == g for it in sets['train'])}" for g in NOISE_GROUPS
                 ),
             )
-            if seed == args.seeds[0]:
+            if seed == args.seeds[0] and args.data == "synthdr":
+                # example images only of SynthDR: real photographs (--data csv) are under research licences and
+                # must not end up in a results folder that may be committed
                 png = plot_mis_l_examples(sets, f"{stem}_mis_l.png", args.image_size)
                 block["mis_l_png"] = os.path.basename(png) if png else None
             for method in args.methods:
