@@ -105,6 +105,7 @@ from monai_qmix.handlers.co_training_diagnostics import (
 )
 from monai_qmix.handlers.grading_metrics import grading_report, quadratic_weighted_kappa
 from monai_qmix.handlers.separation import FixedPartitionHandler, ground_truth_partition
+from monai_qmix.handlers.training_log import warnings_once
 from monai_qmix.losses.sample_reweighing import SampleReweighingLoss
 from monai_qmix.losses.schedules import (
     DIVIDEMIX_PRESETS,
@@ -1382,4 +1383,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with warnings_once():  # e.g. "AUC undefined" of a clean run: shown once, with a count at the end
+        code = main()
+    sys.exit(code)
