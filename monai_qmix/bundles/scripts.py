@@ -696,9 +696,10 @@ class _GracefulStop:
             )
             return
         self.lost.append(name)
-        raise TrainingInterrupted(name) if name == "SIGTERM" else KeyboardInterrupt
+        self._stop(name)
 
-    def _stop(self, name: str) -> None:
+    @staticmethod
+    def _stop(name: str) -> None:
         raise TrainingInterrupted(name) if name == "SIGTERM" else KeyboardInterrupt
 
     def iteration_completed(self, engine: Engine) -> None:
@@ -721,11 +722,11 @@ class _GracefulStop:
     @staticmethod
     def _last_step_of_epoch(engine: Engine) -> bool:
         length = engine.state.epoch_length
-        start = getattr(engine, "_epoch_start_iteration", None)
         if not length:
             return False
-        if start is not None:
-            return int(engine.state.iteration) - int(start) >= int(length)
+        done = getattr(engine, "steps_into_epoch", None)  # QMixTrainer: epochs of the two-loader loop vary
+        if done is not None:
+            return int(done) >= int(length)
         return int(engine.state.iteration) % int(length) == 0
 
     def after_exception(self) -> bool:

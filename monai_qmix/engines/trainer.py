@@ -834,7 +834,7 @@ class QMixTrainer(SupervisedTrainer):
         generator seeding the epoch's loaders at its start) is added, to rebuild the same loaders on resume.
         """
         sd = super().state_dict()
-        within = int(self.state.iteration) - int(self._epoch_start_iteration)
+        within = self.steps_into_epoch
         length = self.state.epoch_length or 0
         complete = within == length or within == 0 and self.state.epoch == 0
         sd["epochs_completed"] = int(self.state.epoch) if complete else int(self.state.epoch) - 1
@@ -842,6 +842,11 @@ class QMixTrainer(SupervisedTrainer):
         if self.loop == CoTrainingLoop.TWO_LOADER and not complete:
             sd["epoch_loader_seed_state"] = self._epoch_loader_seed_state.clone()
         return sd
+
+    @property
+    def steps_into_epoch(self) -> int:
+        """Steps of the current epoch done so far (its ``epoch_length`` at its end)."""
+        return int(self.state.iteration) - int(self._epoch_start_iteration)
 
     def resumable_within_epoch(self) -> bool:
         """Whether a checkpoint written now, at an iteration boundary, resumes exactly *within* the current epoch.
@@ -851,8 +856,7 @@ class QMixTrainer(SupervisedTrainer):
         """
         if self.loop != CoTrainingLoop.TWO_LOADER:
             return False
-        within = int(self.state.iteration) - int(self._epoch_start_iteration)
-        return 0 < within < int(self.state.epoch_length or 0)
+        return 0 < self.steps_into_epoch < int(self.state.epoch_length or 0)
 
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Restore the engine state (see :meth:`state_dict`).
