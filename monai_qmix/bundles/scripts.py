@@ -639,10 +639,12 @@ class _GracefulStop:
 
     Phases, tracked on the trainer's events: ``"fetch"`` (``GET_BATCH_STARTED`` .. ``ITERATION_STARTED``),
     ``"step"`` (.. ``ITERATION_COMPLETED``) and ``"other"`` (epoch start / end handlers: separation, validation,
-    checkpoints). A signal in ``fetch`` / ``step`` is deferred to the end of the step, where ``model_last.pt`` is
-    written within the epoch when the trainer resumes exactly from there; a signal elsewhere, or a second signal,
-    stops the run at once (``model_last.pt`` then holds the last completed epoch). Distributed runs stop at once
-    (ranks could otherwise stop at different steps).
+    checkpoints). The first signal never raises inside the handler (a raise inside C code, e.g. matplotlib drawing
+    a figure, can turn into another error); the run stops at the next event boundary instead: at the end of a
+    step (``model_last.pt`` written there when the trainer resumes exactly from it), after the epoch-end handlers
+    (validation and checkpoints done), or at the first fetch after the epoch-start handlers (``model_last.pt``:
+    the last completed epoch). A second signal stops at once. Distributed runs stop at once (ranks could
+    otherwise stop at different steps).
     """
 
     def __init__(self, trainer: Engine, saver: Any, defer: bool) -> None:
@@ -653,6 +655,8 @@ class _GracefulStop:
 
     def _set(self, phase: str) -> Callable[[Engine], None]:
         def set_phase(_engine: Engine) -> None:
+            if phase == "fetch" and self.phase == "other" and self.pending is not None:
+                self._stop(self.pending)  # the signal came during the epoch-start handlers (or before the run)
             self.phase = phase
 
         return set_phase
@@ -687,13 +691,11 @@ class _GracefulStop:
 
     def on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self.defer and self.pending is None and self.phase in ("fetch", "step"):
+        if self.defer and self.pending is None:
             self.pending = name
-            print(
-                f"{name} received: stopping at the end of this training step (send it again to stop at once).",
-                file=sys.stderr,
-                flush=True,
-            )
+            where = "this training step" if self.phase in ("fetch", "step") else "this separation / validation phase"
+            print(f"{name} received: stopping at the end of {where} (send it again to stop at once).", file=sys.stderr)
+            sys.stderr.flush()
             return
         self.lost.append(name)
         self._stop(name)
@@ -744,9 +746,9 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
       checkpoint holds which epoch and how to resume (``--resume auto``). A signal during a training step stops the
       run at the end of that step: the two-loader loop then writes ``model_last.pt`` there (within the epoch,
       resumed exactly); the single loop (``standard``, ``loop='single'``) keeps the last completed epoch, or
-      finishes the epoch when it was the epoch's last step. A signal during the separation, validation or a save,
-      or a second signal, stops at once (``model_last.pt``: the last completed epoch). In a distributed run every
-      signal stops at once.
+      finishes the epoch when it was the epoch's last step. A signal during the separation stops the run when it
+      is done, one during the validation or a save after the epoch's checkpoints (``model_last.pt``: the last
+      completed epoch). A second signal stops at once. In a distributed run every signal stops at once.
     * An unreadable training or validation image stops the run with status 1 and one line naming the file and the
       reason (no traceback); in the two-loader loop ``model_last.pt`` is first written within the epoch.
     * Any other exception propagates unchanged.
@@ -799,8 +801,9 @@ def run_training(trainer: Engine, saver: Any = None, evaluator: Engine | None = 
         raise interrupted("SIGTERM" if isinstance(e, TrainingInterrupted) else "SIGINT") from None
     except Exception as e:
         bad = _unreadable(e)
-        if bad is None and main and stop.pending is not None and stop.phase == "fetch":
-            # a deferred signal, then a failed fetch: e.g. DataLoader workers killed by the terminal's Ctrl-C
+        if bad is None and main and stop.pending is not None and stop.phase != "step":
+            # a deferred signal, then a failed fetch or scoring pass: e.g. DataLoader workers killed by the
+            # terminal's Ctrl-C (an error inside a training step keeps its traceback)
             stop.after_exception()
             raise interrupted(stop.pending) from None
         if bad is None:
