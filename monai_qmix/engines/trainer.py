@@ -86,16 +86,12 @@ from monai_qmix.handlers.co_training_diagnostics import CoTrainingEvents
 from monai_qmix.handlers.separation import SampleSeparationHandler, SeparationEvents
 from monai_qmix.losses import (
     ContrastiveEnhancementLoss,
-    MisLTargetRule,
+    CoTrainingTargets,
     OmegaSchedule,
     PriorRegularizationLoss,
     SampleReweighingLoss,
-    co_guess,
-    co_refine,
     estimate_class_prior,
     linear_rampup,
-    mixup,
-    pseudo_label,
 )
 from monai_qmix.networks.wrappers import unwrap_network, wrapped_method
 from monai_qmix.separation import GROUP_NAMES, SeparationResult
@@ -206,6 +202,10 @@ class QMixTrainer(SupervisedTrainer):
             onto the classes of the Correct group within one epoch.
         contrastive_loss: the configured :class:`~monai_qmix.losses.ContrastiveEnhancementLoss` (default ``None``:
             τ = 0.07); its weight is ``lambda_c``.
+        targets: the configured :class:`~monai_qmix.losses.CoTrainingTargets` (co-refinement of Correct, the
+            Mis-L rule, co-guessing of Mis-H, the sharpening T, MixMatch and its α). Default ``None``:
+            ``CoTrainingTargets()`` (T 0.5, ``posterior_refine``, α 4); its ``mixmatch=None`` means on for
+            ``dividemix`` and off for ``qmix`` (the resolved choice is ``trainer.mixmatch``).
         lambda_c: weight λ_c of the contrastive enhancement loss (0 switches it and the projector off).
         lambda_m_rampup: epochs of a linear ramp-up of ``sample_loss.lambda_m`` after warm-up (0 = none, QMix
             default; DivideMix 16).
@@ -213,10 +213,6 @@ class QMixTrainer(SupervisedTrainer):
         prior: ``"class_prior"`` (the given labels' distribution, taken from the separation result), ``"uniform"``,
             ``"off"`` or a sequence of class probabilities; default per method: qmix ``class_prior``, dividemix
             ``uniform``, standard ``off``.
-        sharpen_temperature: sharpening T of co-refinement / co-guessing / pseudo-labels (0.5).
-        mis_l_target: Mis-L target rule, see :class:`~monai_qmix.losses.MisLTargetRule`.
-        mixmatch: MixMatch interpolation of the strong views and targets; default off for qmix, on for dividemix.
-        mixup_alpha: Beta(α, α) of MixMatch.
         strong_views: number of strong views in the loss (1 or 2).
         warmup_penalty: weight of DivideMix's negative-entropy penalty during warm-up (0 = off).
         weak_mode: ``"train"`` (default; BN batch statistics, as DivideMix's trained network) or ``"eval"`` for the
@@ -292,14 +288,11 @@ class QMixTrainer(SupervisedTrainer):
         loss_function: Callable | None = None,
         sample_loss: SampleReweighingLoss | None = None,
         contrastive_loss: ContrastiveEnhancementLoss | None = None,
+        targets: CoTrainingTargets | None = None,
         lambda_c: float = 0.0,
         lambda_m_rampup: int = 0,
         lambda_reg: float = 1.0,
         prior: str | Sequence[float] | None = None,
-        sharpen_temperature: float = 0.5,
-        mis_l_target: str = MisLTargetRule.POSTERIOR_REFINE,
-        mixmatch: bool | None = None,
-        mixup_alpha: float = 4.0,
         strong_views: int = 2,
         warmup_penalty: float = 0.0,
         weak_mode: str = "train",
@@ -342,6 +335,7 @@ class QMixTrainer(SupervisedTrainer):
         for name, obj, cls in (
             ("sample_loss", sample_loss, SampleReweighingLoss),
             ("contrastive_loss", contrastive_loss, ContrastiveEnhancementLoss),
+            ("targets", targets, CoTrainingTargets),
         ):
             if obj is not None and not isinstance(obj, cls):
                 raise TypeError(f"{name}: expected a {cls.__name__} or None, got {type(obj).__name__}.")
@@ -408,13 +402,12 @@ class QMixTrainer(SupervisedTrainer):
         self.min_group_size = int(min_group_size)
         self.warmup_penalty = float(warmup_penalty)
         self.channels_last = bool(channels_last)
-        self.sharpen_temperature = float(sharpen_temperature)
-        self.mis_l_target = MisLTargetRule(choose_option(mis_l_target, MisLTargetRule, "mis_l_target"))
         self.lambda_c = float(lambda_c)
         self.lambda_reg = float(lambda_reg)
         self.lambda_m_rampup = int(lambda_m_rampup)
-        self.mixmatch = (self.method == TrainingMethod.DIVIDEMIX) if mixmatch is None else bool(mixmatch)
-        self.mixup_alpha = float(mixup_alpha)
+        self.targets = targets if targets is not None else CoTrainingTargets()
+        mixmatch = self.targets.mixmatch
+        self.mixmatch = (self.method == TrainingMethod.DIVIDEMIX) if mixmatch is None else mixmatch
         if sample_loss is None:  # the bundles' schedule: linear decay of Omega(0) = 0.3 after the warm-up
             omega = (
                 OmegaSchedule(0.3, int(max_epochs), self.warmup_epochs, "linear")
@@ -751,7 +744,7 @@ class QMixTrainer(SupervisedTrainer):
             for k, net in zip(_NETS, self.networks):
                 net.train(self.weak_mode == "train")
                 weak_probs[k] = torch.softmax(self._forwards[k]["logits"](weak).float(), dim=1).reshape(m, b, -1)
-        guessed = co_guess(weak_probs["A"], weak_probs["B"], self.sharpen_temperature)
+        guessed = self.targets.mis_h(weak_probs["A"], weak_probs["B"])
         engine.state.output[Keys.PRED] = 0.5 * (weak_probs["A"].mean(0) + weak_probs["B"].mean(0))
 
         # 2. targets per network from the partner's partition
@@ -760,9 +753,9 @@ class QMixTrainer(SupervisedTrainer):
             part = parts[k]
             groups = torch.as_tensor(part.groups_for(index), dtype=torch.long).to(y.device)
             post = torch.as_tensor(part.probs_for(index), dtype=torch.float32).to(y.device)
-            refined = co_refine(y, post[:, CORRECT], weak_probs[k], self.sharpen_temperature)
+            refined = self.targets.correct(y, post[:, CORRECT], weak_probs[k])
             if self.method == TrainingMethod.QMIX:
-                pseudo = pseudo_label(y, weak_probs[k], post, self.mis_l_target, self.sharpen_temperature)
+                pseudo = self.targets.mis_l(y, weak_probs[k], post)
             else:
                 pseudo = refined  # dividemix has no Mis-L group
             target = torch.where(
@@ -780,8 +773,7 @@ class QMixTrainer(SupervisedTrainer):
         for k in _NETS:
             groups, target, weight = plan[k]
             x, t = strong, target.repeat(v, 1)
-            if self.mixmatch:
-                x, t, _, _ = mixup(x, t, alpha=self.mixup_alpha, generator=self.mix_generator)
+            x, t = self.targets.mix(x, t, self.mix_generator, self.mixmatch)
             inputs[k] = (t, groups.repeat(v), weight.repeat(v))
             with self._autocast():
                 if with_proj:
@@ -1009,9 +1001,9 @@ class QMixTrainer(SupervisedTrainer):
             self.networks[1 - i].eval()
             if lab is not None:
                 p = torch.softmax(self._forwards[k]["logits"](lab["weak"]).float(), 1).reshape(m, lab["b"], -1)
-                refined = co_refine(lab["y"], lab["post"][:, CORRECT], p, self.sharpen_temperature)
+                refined = self.targets.correct(lab["y"], lab["post"][:, CORRECT], p)
                 if self.method == TrainingMethod.QMIX:
-                    pseudo = pseudo_label(lab["y"], p, lab["post"], self.mis_l_target, self.sharpen_temperature)
+                    pseudo = self.targets.mis_l(lab["y"], p, lab["post"])
                 else:
                     pseudo = refined
                 targets.append(torch.where((lab["groups"] == CORRECT)[:, None], refined, pseudo))
@@ -1019,7 +1011,7 @@ class QMixTrainer(SupervisedTrainer):
             if unl is not None:
                 pk = torch.softmax(self._forwards[k]["logits"](unl["weak"]).float(), 1).reshape(m, unl["b"], -1)
                 pp = torch.softmax(self._forwards[partner]["logits"](unl["weak"]).float(), 1).reshape(m, unl["b"], -1)
-                targets.append(co_guess(pk, pp, self.sharpen_temperature))
+                targets.append(self.targets.mis_h(pk, pp))
                 pred = pk.mean(0) if pred is None else pred
         return pred, targets
 
@@ -1120,8 +1112,7 @@ class QMixTrainer(SupervisedTrainer):
         sizes = [r["b"] for r in present]
         gg = torch.cat([g.repeat(v) for g in torch.split(groups, sizes)])
         ww = torch.cat([w.repeat(v) for w in torch.split(weight, sizes)])
-        if self.mixmatch:
-            x, t, _, _ = mixup(x, t, alpha=self.mixup_alpha, generator=self.mix_generator)
+        x, t = self.targets.mix(x, t, self.mix_generator, self.mixmatch)
         with self._autocast():
             out = (
                 self._forwards[k]["all"](x, with_projection=True)

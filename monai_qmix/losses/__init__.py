@@ -3,10 +3,11 @@
 # compliance with the License. You may obtain a copy of the License at http://www.apache.org/licenses/LICENSE-2.0
 # Unless required by applicable law or agreed to in writing, software distributed under the License is
 # distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
-"""QMix losses: sample-reweighing loss, contrastive enhancement loss, prior regulariser, Ω(t) and SSL helpers."""
+"""QMix losses: sample-reweighing loss, contrastive enhancement loss, prior regulariser, Ω(t), SSL targets."""
 
 from __future__ import annotations
 
+from .co_training_targets import CoTrainingTargets
 from .contrastive_enhancement import ContrastiveEnhancementLoss, MisLContrastMode
 from .prior_regularization import PriorRegularizationLoss, estimate_class_prior
 from .sample_reweighing import (
@@ -66,6 +67,7 @@ __all__ = [
     "co_refine",
     "co_guess",
     "MisLTargetRule",
+    "CoTrainingTargets",
     "pseudo_label",
     "mixup",
     "linear_rampup",

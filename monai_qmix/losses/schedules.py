@@ -284,20 +284,22 @@ class DivideMixPreset:
         """Keyword arguments of :class:`~monai_qmix.engines.QMixTrainer` (``method="dividemix"``) for this preset.
 
         ``sample_loss`` is the preset's :class:`~monai_qmix.losses.SampleReweighingLoss` (λ_m = λ_u, the preset's
-        ``mis_h_loss``, the group normalisation of ``loop``); ``separation_kwargs`` holds only ``p_threshold``;
-        merge further separation options into it.
+        ``mis_h_loss``, the group normalisation of ``loop``), ``targets`` its
+        :class:`~monai_qmix.losses.CoTrainingTargets` (MixMatch on with the preset's α and T);
+        ``separation_kwargs`` holds only ``p_threshold``; merge further separation options into it.
 
         Args:
             loop: the trainer's ``loop`` (``"two_loader"`` or ``"single"``).
         """
+        from .co_training_targets import CoTrainingTargets
         from .sample_reweighing import SampleReweighingLoss  # the loss module imports this one
 
         return {
             "sample_loss": SampleReweighingLoss.for_loop(loop, lambda_m=self.lambda_u, mis_h_loss=self.mis_h_loss),
             "lambda_m_rampup": self.lambda_u_rampup,
-            "mixmatch": True,
-            "mixup_alpha": self.mixup_alpha,
-            "sharpen_temperature": self.sharpen_temperature,
+            "targets": CoTrainingTargets(
+                sharpen_temperature=self.sharpen_temperature, mixmatch=True, mixup_alpha=self.mixup_alpha
+            ),
             "prior": self.prior,
             "separation_kwargs": {"p_threshold": self.p_threshold},
         }
@@ -323,7 +325,7 @@ def get_dividemix_preset(name: str) -> DivideMixPreset:
         ValueError: naming ``name`` and listing the available presets when it is unknown.
 
     Example:
-        >>> get_dividemix_preset("dividemix_realworld").trainer_kwargs()["mixup_alpha"]
+        >>> get_dividemix_preset("dividemix_realworld").trainer_kwargs()["targets"].mixup_alpha
         0.5
     """
     key = check_option("name", str(name).lower(), list(DIVIDEMIX_PRESETS))

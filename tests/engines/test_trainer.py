@@ -26,7 +26,7 @@ from torch import nn
 
 from monai_qmix.engines.trainer import QMixTrainer
 from monai_qmix.handlers import FixedPartitionHandler, SeparationEvents, ground_truth_partition
-from monai_qmix.losses import OmegaSchedule, SampleReweighingLoss
+from monai_qmix.losses import CoTrainingTargets, OmegaSchedule, SampleReweighingLoss
 from monai_qmix.networks import QMixNet
 from monai_qmix.separation import SeparationResult
 from monai_qmix.transforms.augment import MultiViewd, RandGrayscale
@@ -227,6 +227,15 @@ class TestQMixTrainer(unittest.TestCase):
         self.assertTrue(all(math.isfinite(r["loss"]) for _, r in rec.rows))
         self.assertLess(rec.epoch_mean("loss", 3), rec.epoch_mean("loss", 1))
 
+    def test_targets_mixmatch_follows_the_method_unless_set(self) -> None:
+        self.assertTrue(build("dividemix", max_epochs=2).mixmatch)
+        self.assertFalse(build("qmix", max_epochs=2).mixmatch)
+        self.assertFalse(build("dividemix", max_epochs=2, targets=CoTrainingTargets(mixmatch=False)).mixmatch)
+        targets = CoTrainingTargets(sharpen_temperature=0.3, mis_l_rule="label", mixmatch=True, mixup_alpha=0.5)
+        trainer = build("qmix", max_epochs=2, targets=targets)
+        self.assertIs(trainer.targets, targets)
+        self.assertTrue(trainer.mixmatch)
+
     @parameterized.expand([["two_loader"], ["single"]])
     def test_dividemix_baseline_one_strong_view(self, loop: str) -> None:
         trainer = build("dividemix", max_epochs=3, strong_views=1, loop=loop)
@@ -313,7 +322,6 @@ class TestQMixTrainer(unittest.TestCase):
             [{"weak_mode": "test"}, "weak_mode"],
             [{"min_group_size": 0}, "min_group_size"],
             [{"prior": "flat"}, "prior"],
-            [{"mis_l_target": "magic"}, "mis_l_target"],
         ]
     )
     def test_invalid_arguments(self, kwargs: dict, name: str) -> None:
@@ -337,6 +345,8 @@ class TestQMixTrainer(unittest.TestCase):
             build("qmix", max_epochs=5, sample_loss=torch.nn.MSELoss())
         with self.assertRaisesRegex(TypeError, "contrastive_loss: expected a ContrastiveEnhancementLoss"):
             build("qmix", max_epochs=5, contrastive_loss=0.07)
+        with self.assertRaisesRegex(TypeError, "targets: expected a CoTrainingTargets"):
+            build("qmix", max_epochs=5, targets={"sharpen_temperature": 0.5})
         with self.assertRaisesRegex(ValueError, "loop: expected one of"):
             SampleReweighingLoss.for_loop("double")
 

@@ -121,7 +121,8 @@ class TestDivideMixPresets(unittest.TestCase):
         self.assertEqual((kw["sample_loss"].mis_h_loss, kw["sample_loss"].normalization), ("mse_mean", "loader"))
         self.assertEqual(cifar.trainer_kwargs("single")["sample_loss"].normalization, "batch")
         self.assertEqual(kw["lambda_m_rampup"], 16)
-        self.assertTrue(kw["mixmatch"])
+        self.assertEqual((kw["targets"].mixmatch, kw["targets"].mixup_alpha), (True, 4.0))
+        self.assertEqual(kw["targets"].sharpen_temperature, 0.5)
         self.assertEqual(kw["separation_kwargs"], {"p_threshold": 0.5})
         self.assertEqual(real.as_dict()["mixup_alpha"], 0.5)
 
@@ -129,7 +130,8 @@ class TestDivideMixPresets(unittest.TestCase):
         from tests.engines.test_trainer import build
 
         trainer = build("dividemix", max_epochs=2, **get_dividemix_preset("dividemix_cifar").trainer_kwargs())
-        self.assertEqual((trainer.lambda_m, trainer.lambda_m_rampup, trainer.mixup_alpha), (25.0, 16, 4.0))
+        self.assertEqual((trainer.lambda_m, trainer.lambda_m_rampup, trainer.targets.mixup_alpha), (25.0, 16, 4.0))
+        self.assertTrue(trainer.mixmatch)
         self.assertEqual(trainer.sample_loss.mis_h_loss, "mse_mean")
         self.assertEqual(trainer.separation_handler.separation_kwargs["p_threshold"], 0.5)
 
