@@ -64,7 +64,16 @@ def split_by_patient(
         ValueError: neither or both of ``fractions``/``n_folds``, invalid values, or fewer patients than parts.
 
     Example:
-        >>> train, val = split_by_patient(datalist, fractions=(0.8, 0.2), seed=0)  # doctest: +SKIP
+        >>> datalist = [
+        ...     {"image": f"{p}_{eye}.png", "label": 0, "index": 2 * p + i, "patient": p}
+        ...     for p in range(5)
+        ...     for i, eye in enumerate(("left", "right"))
+        ... ]
+        >>> train, val = split_by_patient(datalist, fractions=(0.8, 0.2), seed=0)
+        >>> len(train), len(val), {item["patient"] for item in val}  # both eyes of one patient held out
+        (8, 2, {1})
+        >>> [(item["index"], item["source_index"]) for item in val]  # re-indexed within the part
+        [(0, 2), (1, 3)]
     """
     if (fractions is None) == (n_folds is None):
         raise ValueError(f"give exactly one of fractions and n_folds, got fractions={fractions!r}, n_folds={n_folds!r}")
