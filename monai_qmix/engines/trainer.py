@@ -94,7 +94,7 @@ from monai_qmix.losses import (
     linear_rampup,
 )
 from monai_qmix.networks.wrappers import unwrap_network, wrapped_method
-from monai_qmix.separation import GROUP_NAMES, SeparationResult
+from monai_qmix.separation import CORRECT, GROUP_NAMES, MIS_H, MIS_L, SeparationResult
 from monai_qmix.transforms.augment import MultiViewd
 
 from .co_training import CoTrainingPass, CoTrainingSteps, GroupSampler
@@ -103,7 +103,6 @@ from .utils import choose_option
 
 __all__ = ["QMixTrainer", "TrainingMethod", "CoTrainingLoop"]
 
-CORRECT, MIS_H, MIS_L = 0, 1, 2
 _NETS = ("A", "B")
 
 
@@ -753,13 +752,8 @@ class QMixTrainer(SupervisedTrainer):
             part = parts[k]
             groups = torch.as_tensor(part.groups_for(index), dtype=torch.long).to(y.device)
             post = torch.as_tensor(part.probs_for(index), dtype=torch.float32).to(y.device)
-            refined = self.targets.correct(y, post[:, CORRECT], weak_probs[k])
-            if self.method == TrainingMethod.QMIX:
-                pseudo = self.targets.mis_l(y, weak_probs[k], post)
-            else:
-                pseudo = refined  # dividemix has no Mis-L group
             target = torch.where(
-                (groups == CORRECT)[:, None], refined, torch.where((groups == MIS_H)[:, None], guessed, pseudo)
+                (groups == MIS_H)[:, None], guessed, self._labelled_targets(y, groups, post, weak_probs[k])
             )
             plan[k] = (groups, target, self._row_weights(k, groups))
             self._publish_targets(engine, k, index, y, groups, target)
@@ -1001,12 +995,7 @@ class QMixTrainer(SupervisedTrainer):
             self.networks[1 - i].eval()
             if lab is not None:
                 p = torch.softmax(self._forwards[k]["logits"](lab["weak"]).float(), 1).reshape(m, lab["b"], -1)
-                refined = self.targets.correct(lab["y"], lab["post"][:, CORRECT], p)
-                if self.method == TrainingMethod.QMIX:
-                    pseudo = self.targets.mis_l(lab["y"], p, lab["post"])
-                else:
-                    pseudo = refined
-                targets.append(torch.where((lab["groups"] == CORRECT)[:, None], refined, pseudo))
+                targets.append(self._labelled_targets(lab["y"], lab["groups"], lab["post"], p))
                 pred = p.mean(0)
             if unl is not None:
                 pk = torch.softmax(self._forwards[k]["logits"](unl["weak"]).float(), 1).reshape(m, unl["b"], -1)
@@ -1014,6 +1003,16 @@ class QMixTrainer(SupervisedTrainer):
                 targets.append(self.targets.mis_h(pk, pp))
                 pred = pk.mean(0) if pred is None else pred
         return pred, targets
+
+    def _labelled_targets(
+        self, labels: torch.Tensor, groups: torch.Tensor, posterior: torch.Tensor, probs: torch.Tensor
+    ) -> torch.Tensor:
+        """Targets of the rows with a usable label: co-refined for Correct, ``targets.mis_l`` for Mis-L (QMix;
+        DivideMix has no Mis-L group, its non-Correct labelled rows get the co-refined target too)."""
+        refined = self.targets.correct(labels, posterior[:, CORRECT], probs)
+        if self.method != TrainingMethod.QMIX:
+            return refined
+        return torch.where((groups == CORRECT)[:, None], refined, self.targets.mis_l(labels, probs, posterior))
 
     @staticmethod
     def _publish_targets(

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from monai.utils import StrEnum
 
 from ._utils import check_non_negative, check_option, check_positive
+from .co_training_targets import CoTrainingTargets
 
 __all__ = [
     "OmegaScheduleType",
@@ -291,7 +292,6 @@ class DivideMixPreset:
         Args:
             loop: the trainer's ``loop`` (``"two_loader"`` or ``"single"``).
         """
-        from .co_training_targets import CoTrainingTargets
         from .sample_reweighing import SampleReweighingLoss  # the loss module imports this one
 
         return {
