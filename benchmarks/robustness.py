@@ -779,7 +779,7 @@ def run_method(
     elif method == "dividemix" and args.dividemix_preset != "none":
         dp = get_dividemix_preset(args.dividemix_preset)
         kwargs.update(dp.trainer_kwargs(args.loop))
-        trainer_sep_kwargs.update(kwargs.pop("separation_kwargs"))
+        trainer_sep_kwargs.update(kwargs.pop("separation_handler_kwargs")["separation_kwargs"])
         hp = {"dividemix_preset": args.dividemix_preset, **dp.as_dict()}
     if method == "dividemix" and args.dividemix_preset == "none":
         hp = {"dividemix_preset": "none"}
@@ -807,8 +807,7 @@ def run_method(
         warmup_epochs=args.warmup_epochs,
         strong_views=args.strong_views,
         separation_loader=sep_loader if two else None,
-        separation_kwargs=trainer_sep_kwargs,
-        separation_handler_kwargs={"noise_group": truth, "progress": False},
+        separation_handler_kwargs={"separation_kwargs": trainer_sep_kwargs, "noise_group": truth, "progress": False},
         seed=seed,
         decollate=False,
         bn_recalibration_loader=sep_loader if args.bn_recalibration == "on" else None,

@@ -522,8 +522,8 @@ def train_config(spec: BundleSpec) -> dict[str, Any]:
                 "method": "@method",
                 "warmup_epochs": "$min(@warmup_epochs, @epochs)",
                 "separation_loader": "$None if @method == 'standard' else @train#separation_loader",
-                "separation_kwargs": {"n_init": "@gmm_n_init"},
                 "separation_handler_kwargs": {
+                    "separation_kwargs": {"n_init": "@gmm_n_init"},
                     "progress": "$@progress and not @is_not_rank0",
                     "output_dir": "$@output_dir + '/separation'",
                 },

@@ -184,10 +184,12 @@ class QMixTrainer(SupervisedTrainer):
         method: ``"qmix"`` (default), ``"dividemix"`` or ``"standard"``.
         warmup_epochs: epochs of cross-entropy on all samples before the first separation (QMix: 10).
         separation_loader: deterministic loader for the separation handler built by the trainer.
-        separation_handler: a ready handler (then ``separation_loader``/``separation_kwargs`` are not used).
-        separation_kwargs: extra arguments of :func:`~monai_qmix.separation.separate` (``mode`` follows ``method``).
-        scoring_kwargs: extra arguments of :func:`~monai_qmix.separation.score_samples`.
-        separation_handler_kwargs: extra arguments of the handler (e.g. ``output_dir``, ``noise_group``).
+        separation_handler: a ready handler (then ``separation_loader``/``separation_handler_kwargs`` are not
+            used).
+        separation_handler_kwargs: extra arguments of the :class:`~monai_qmix.handlers.SampleSeparationHandler`
+            the trainer builds, e.g. ``{"separation_kwargs": {"n_init": 5}, "scoring_kwargs": {...},
+            "output_dir": ..., "noise_group": ...}``; ``separation_kwargs["mode"]``, when given, must equal
+            ``method``.
         loss_function: the warm-up / standard classification loss (default ``torch.nn.CrossEntropyLoss()``).
         sample_loss: the configured :class:`~monai_qmix.losses.SampleReweighingLoss` of the semi-supervised phase
             (Ω(t) of Mis-L, λ_m of Mis-H, the Mis-H loss, the group normalisation), as MONAI's ``loss_function``.
@@ -281,8 +283,6 @@ class QMixTrainer(SupervisedTrainer):
         warmup_epochs: int = 10,
         separation_loader: Iterable | None = None,
         separation_handler: SampleSeparationHandler | None = None,
-        separation_kwargs: Mapping[str, Any] | None = None,
-        scoring_kwargs: Mapping[str, Any] | None = None,
         separation_handler_kwargs: Mapping[str, Any] | None = None,
         loss_function: Callable | None = None,
         sample_loss: SampleReweighingLoss | None = None,
@@ -448,7 +448,7 @@ class QMixTrainer(SupervisedTrainer):
         self.separation_handler: SampleSeparationHandler | None = None
         if two_nets and self.warmup_epochs < max_epochs:
             self.separation_handler = separation_handler or self._build_separation_handler(
-                separation_loader, separation_kwargs, scoring_kwargs, separation_handler_kwargs
+                separation_loader, separation_handler_kwargs
             )
             self.separation_handler.attach(self)
             self.add_event_handler(Events.EPOCH_STARTED, self._check_partitions)
@@ -518,28 +518,28 @@ class QMixTrainer(SupervisedTrainer):
         return torch.as_tensor(prior, dtype=torch.float64)
 
     def _build_separation_handler(
-        self,
-        loader: Iterable | None,
-        separation_kwargs: Mapping[str, Any] | None,
-        scoring_kwargs: Mapping[str, Any] | None,
-        handler_kwargs: Mapping[str, Any] | None,
+        self, loader: Iterable | None, handler_kwargs: Mapping[str, Any] | None
     ) -> SampleSeparationHandler:
         if loader is None:
             raise ValueError(
                 f"separation_loader (or separation_handler) is required for method={self.method!r} when "
                 f"warmup_epochs={self.warmup_epochs} < max_epochs={self.state.max_epochs}."
             )
-        sep_kwargs = dict(separation_kwargs or {})
+        kwargs = {"progress": False, **dict(handler_kwargs or {})}
+        for name in ("networks", "warmup_epochs"):
+            if name in kwargs:
+                raise ValueError(f"separation_handler_kwargs[{name!r}] is set by the trainer; remove it.")
+        sep_kwargs = dict(kwargs.pop("separation_kwargs", None) or {})
         mode = sep_kwargs.pop("mode", self.method)
         if mode != self.method:
-            raise ValueError(f"separation_kwargs['mode']={mode!r} contradicts method={self.method!r}.")
-        kwargs = {"progress": False, **dict(handler_kwargs or {})}
+            raise ValueError(
+                f"separation_handler_kwargs['separation_kwargs']['mode']={mode!r} contradicts method={self.method!r}."
+            )
         return SampleSeparationHandler(
             loader,
             {"A": self.network, "B": self.network_b},  # type: ignore[dict-item]
             warmup_epochs=self.warmup_epochs,
             separation_kwargs={"mode": mode, **sep_kwargs},
-            scoring_kwargs=scoring_kwargs,
             **kwargs,
         )
 

@@ -287,7 +287,8 @@ class DivideMixPreset:
         ``sample_loss`` is the preset's :class:`~monai_qmix.losses.SampleReweighingLoss` (λ_m = λ_u, the preset's
         ``mis_h_loss``, the group normalisation of ``loop``), ``targets`` its
         :class:`~monai_qmix.losses.CoTrainingTargets` (MixMatch on with the preset's α and T);
-        ``separation_kwargs`` holds only ``p_threshold``; merge further separation options into it.
+        ``separation_handler_kwargs`` is ``{"separation_kwargs": {"p_threshold": ...}}``; merge further separation
+        options into the inner dict.
 
         Args:
             loop: the trainer's ``loop`` (``"two_loader"`` or ``"single"``).
@@ -301,7 +302,7 @@ class DivideMixPreset:
                 sharpen_temperature=self.sharpen_temperature, mixmatch=True, mixup_alpha=self.mixup_alpha
             ),
             "prior": self.prior,
-            "separation_kwargs": {"p_threshold": self.p_threshold},
+            "separation_handler_kwargs": {"separation_kwargs": {"p_threshold": self.p_threshold}},
         }
 
 

@@ -322,6 +322,8 @@ class TestQMixTrainer(unittest.TestCase):
             [{"weak_mode": "test"}, "weak_mode"],
             [{"min_group_size": 0}, "min_group_size"],
             [{"prior": "flat"}, "prior"],
+            [{"separation_handler_kwargs": {"separation_kwargs": {"mode": "dividemix"}}}, r"\['mode'\]='dividemix'"],
+            [{"separation_handler_kwargs": {"warmup_epochs": 3}}, r"separation_handler_kwargs\['warmup_epochs'\]"],
         ]
     )
     def test_invalid_arguments(self, kwargs: dict, name: str) -> None:
@@ -349,6 +351,13 @@ class TestQMixTrainer(unittest.TestCase):
             build("qmix", max_epochs=5, targets={"sharpen_temperature": 0.5})
         with self.assertRaisesRegex(ValueError, "loop: expected one of"):
             SampleReweighingLoss.for_loop("double")
+
+    def test_separation_handler_kwargs_reach_the_handler(self) -> None:
+        kw = {"separation_kwargs": {"n_init": 2}, "scoring_kwargs": {"uncertainty": "variance"}, "progress": False}
+        handler = build("qmix", max_epochs=3, separation_handler_kwargs=kw).separation_handler
+        self.assertEqual(handler.separation_kwargs, {"mode": "qmix", "n_init": 2})
+        self.assertEqual(handler.scoring_kwargs, {"uncertainty": "variance"})
+        self.assertEqual(kw["separation_kwargs"], {"n_init": 2})  # the caller's dict is not changed
 
     def test_missing_separation_source(self) -> None:
         net, net_b = tiny_net(), tiny_net()

@@ -123,7 +123,7 @@ class TestDivideMixPresets(unittest.TestCase):
         self.assertEqual(kw["lambda_m_rampup"], 16)
         self.assertEqual((kw["targets"].mixmatch, kw["targets"].mixup_alpha), (True, 4.0))
         self.assertEqual(kw["targets"].sharpen_temperature, 0.5)
-        self.assertEqual(kw["separation_kwargs"], {"p_threshold": 0.5})
+        self.assertEqual(kw["separation_handler_kwargs"], {"separation_kwargs": {"p_threshold": 0.5}})
         self.assertEqual(real.as_dict()["mixup_alpha"], 0.5)
 
     def test_trainer_accepts_the_kwargs(self):
